@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestReadmeWalkthrough runs the README's walkthrough block verbatim, as a
+// new user would paste it, against `muster serve` started the README's way.
+// It keeps the README true: a changed flag or output breaks this test.
+func TestReadmeWalkthrough(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	for _, tool := range []string{"bash", "jq"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed by the README walkthrough: %v", tool, err)
+		}
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := walkthrough(t, string(readme))
+
+	// A scratch copy of the repository (symlinks), so the walkthrough's
+	// files and ./muster-data do not land in the working tree.
+	dir := t.TempDir()
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		switch e.Name() {
+		case "muster-data", "muster", "bom.json", "qc.json", ".git":
+			continue
+		}
+		if err := os.Symlink(filepath.Join(root, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	bin := filepath.Join(t.TempDir(), "muster")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/muster")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var serverLog bytes.Buffer
+	serve := exec.CommandContext(ctx, bin, "serve", "--api-addr", "127.0.0.1:0")
+	serve.Dir = dir
+	serve.Env = cleanEnv()
+	serve.Stdout, serve.Stderr = &serverLog, &serverLog
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		_ = serve.Wait()
+		if t.Failed() {
+			t.Logf("server log:\n%s", serverLog.String())
+		}
+	}()
+	waitForFile(t, filepath.Join(dir, "muster-data", "api.addr"))
+
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = cleanEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("walkthrough failed: %v\n%s", err, out)
+	}
+	text := string(out)
+	for _, want := range []string{
+		"allowed next states are pending, provisioned, decommissioned", // the refused move
+		"history intact",
+		"SN-0001",
+		"crypto-erase",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("walkthrough output lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+// walkthrough extracts the shell block between the README's markers.
+func walkthrough(t *testing.T, readme string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(readme, "<!-- walkthrough:start -->")
+	block, _, ok2 := strings.Cut(rest, "<!-- walkthrough:end -->")
+	if !ok || !ok2 {
+		t.Fatal("README.md lacks the walkthrough markers")
+	}
+	block = strings.TrimSpace(block)
+	block = strings.TrimPrefix(block, "```sh")
+	return strings.TrimSuffix(block, "```")
+}
+
+// cleanEnv drops MUSTER_* settings of the developer's shell, so the
+// walkthrough sees what a new user sees.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "MUSTER_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func waitForFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("server did not write %s within 60s", path)
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/muster-iot/muster/internal/pki"
+	"github.com/muster-iot/muster/internal/server"
+	"github.com/muster-iot/muster/internal/store"
+)
+
+// serverFlags are the settings of `muster serve` and `muster migrate`; each
+// flag also reads a MUSTER_* environment variable.
+type serverFlags struct {
+	databaseURL, apiAddr, passFile, keyAlg, logLevel string
+	tlsHosts                                         []string
+}
+
+func (f *serverFlags) bind(fs *pflag.FlagSet, withListeners bool) {
+	fs.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL (postgres://...); default SQLite in the data directory (env MUSTER_DATABASE_URL)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error (env MUSTER_LOG_LEVEL)")
+	if !withListeners {
+		return
+	}
+	fs.StringVar(&f.apiAddr, "api-addr", "127.0.0.1:8443", "admin API HTTPS listen address (env MUSTER_API_ADDR)")
+	fs.StringVar(&f.passFile, "ca-passphrase-file", "", "file holding the CA key passphrase; or set MUSTER_CA_PASSPHRASE (env MUSTER_CA_PASSPHRASE_FILE); default <data-dir>/ca.passphrase")
+	fs.StringVar(&f.keyAlg, "key-algorithm", "ecdsa-p256", "key algorithm for new CAs: ecdsa-p256, ecdsa-p384 or rsa-3072 (env MUSTER_KEY_ALGORITHM)")
+	fs.StringSliceVar(&f.tlsHosts, "tls-host", nil, "extra DNS name or IP for the server's TLS certificates, repeatable (env MUSTER_TLS_HOSTS, comma-separated)")
+}
+
+// fromEnv fills every flag the user did not set from its MUSTER_* variable.
+func fromEnv(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || err != nil {
+			return
+		}
+		env := "MUSTER_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if f.Name == "tls-host" {
+			env = "MUSTER_TLS_HOSTS"
+		}
+		if v, ok := os.LookupEnv(env); ok && v != "" {
+			if serr := fs.Set(f.Name, v); serr != nil {
+				err = fmt.Errorf("%s: %w", env, serr)
+			}
+		}
+	})
+	return err
+}
+
+func (f *serverFlags) logger() (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+// dataDir reads the root's persistent --data-dir, or MUSTER_DATA_DIR.
+func dataDir(cmd *cobra.Command) string {
+	f := cmd.Flag("data-dir")
+	if !f.Changed {
+		if v := os.Getenv("MUSTER_DATA_DIR"); v != "" {
+			return v
+		}
+	}
+	return f.Value.String()
+}
+
+func newServeCmd() *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Muster server",
+		Long: `Run a Muster node. On first start it creates the data directory, the CA
+hierarchy (root, operational and server CAs), and an admin API token in
+<data-dir>/admin.token; the admin API's CA certificate is <data-dir>/ca.pem.
+Later starts reuse them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := fromEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			log, err := f.logger()
+			if err != nil {
+				return err
+			}
+			cfg := server.Config{
+				DataDir:          dataDir(cmd),
+				DatabaseURL:      f.databaseURL,
+				APIAddr:          f.apiAddr,
+				CAPassphrase:     []byte(os.Getenv(pki.PassphraseEnv)),
+				CAPassphraseFile: f.passFile,
+				KeyAlgorithm:     f.keyAlg,
+				TLSHosts:         f.tlsHosts,
+				Logger:           log,
+			}
+			srv, err := server.New(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			return srv.Run(cmd.Context())
+		},
+	}
+	f.bind(cmd.Flags(), true)
+	return cmd
+}
+
+// newMigrateCmd applies database migrations and exits.
+func newMigrateCmd() *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply database migrations and exit",
+		Long:  "Apply the embedded database migrations (serve also applies them at start). Safe to run from several nodes at once.",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := fromEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			log, err := f.logger()
+			if err != nil {
+				return err
+			}
+			dir := dataDir(cmd)
+			if f.databaseURL == "" {
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					return err
+				}
+			}
+			st, err := store.Open(cmd.Context(), store.Config{URL: f.databaseURL, DataDir: dir, Logger: log})
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			fmt.Fprintf(cmd.OutOrStdout(), "migrations applied (%s)\n", st.Backend())
+			return nil
+		},
+	}
+	f.bind(cmd.Flags(), false)
+	return cmd
+}

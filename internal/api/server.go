@@ -1,0 +1,160 @@
+// Package api is Muster's admin REST API: devices and their lifecycle,
+// history and passports, API tokens and the fleet audit log. One route table
+// (routes.go) drives the HTTP mux, authentication and authorization, and the
+// OpenAPI document, so the three cannot disagree. docs/api-contract.md is the
+// contract this package implements.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/muster-iot/muster/internal/fleet"
+	"github.com/muster-iot/muster/internal/store"
+)
+
+// DeviceStore is the device registry the API reads and changes.
+type DeviceStore interface {
+	CreateDevice(ctx context.Context, d *fleet.Device, actor string) error
+	GetDevice(ctx context.Context, id string) (*fleet.Device, error)
+	ListDevices(ctx context.Context, f store.DeviceFilter, cursor string, limit int) ([]*fleet.Device, string, error)
+	UpdateDevice(ctx context.Context, id string, expectVersion int64, actor string, fn func(*fleet.Device) (*store.Change, error)) (*fleet.Device, error)
+	DeviceComponents(ctx context.Context, id string) ([]fleet.Component, error)
+}
+
+// HistoryStore reads hash-chained histories: a device's, or the fleet audit
+// log under fleet.FleetSubject.
+type HistoryStore interface {
+	History(ctx context.Context, subject string) ([]fleet.Event, error)
+}
+
+// TokenStore keeps API tokens, hashed.
+type TokenStore interface {
+	CreateToken(ctx context.Context, t *store.Token, actor string) error
+	TokenByHash(ctx context.Context, hash string) (*store.Token, error)
+	GetToken(ctx context.Context, id string) (*store.Token, error)
+	ListTokens(ctx context.Context) ([]store.Token, error)
+	RevokeToken(ctx context.Context, id, actor string) error
+}
+
+// Store is everything the API needs from storage; *store.Store satisfies it.
+type Store interface {
+	DeviceStore
+	HistoryStore
+	TokenStore
+}
+
+// The SQL store is the production implementation; say so at compile time.
+var _ Store = (*store.Store)(nil)
+
+// Config configures a Server.
+type Config struct {
+	// Store is required.
+	Store Store
+	// Logger receives request and error logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock for timestamps the API fills in and for token
+	// expiry; nil means time.Now. Tests pin it.
+	Now func() time.Time
+}
+
+// Server serves the admin API. It holds no mutable state of its own, so one
+// Server may serve any number of concurrent requests.
+type Server struct {
+	store   Store
+	log     *slog.Logger
+	now     func() time.Time
+	mux     *http.ServeMux
+	openapi []byte
+	// patterns lists every pattern registered on mux, in registration
+	// order, so tests can prove the OpenAPI document covers all of them.
+	patterns []string
+}
+
+// New returns a Server for cfg. It panics when cfg.Store is nil: a server
+// without storage is a programming error, not a runtime condition.
+func New(cfg Config) *Server {
+	if cfg.Store == nil {
+		panic("api.New: Config.Store is required")
+	}
+	s := &Server{
+		store: cfg.Store,
+		log:   cfg.Logger,
+		now:   cfg.Now,
+		mux:   http.NewServeMux(),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	table := routes()
+	for _, rt := range table {
+		pattern := rt.method + " " + rt.pattern
+		s.mux.Handle(pattern, s.handler(rt))
+		s.patterns = append(s.patterns, pattern)
+	}
+	doc, err := openAPIDocument(table)
+	if err != nil {
+		// The document depends only on the route table and Go types, so
+		// this fails for every build or none; the OpenAPI test catches it.
+		panic("api.New: building the OpenAPI document: " + err.Error())
+	}
+	s.openapi = doc
+	return s
+}
+
+// Handler returns the HTTP handler of the whole API. TLS, timeouts and
+// listening are the caller's business.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(s.serveHTTP)
+}
+
+// serveHTTP answers requests no route matches in the API's JSON error shape;
+// ServeMux alone would answer them in plain text.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern != "" {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	// Let the mux decide between 404, 405 (with Allow) and a redirect to
+	// the cleaned path, then translate its verdict.
+	probe := &statusProbe{header: http.Header{}}
+	s.mux.ServeHTTP(probe, r)
+	switch probe.status {
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", probe.header.Get("Allow"))
+		s.writeError(w, r, errorf(http.StatusMethodNotAllowed, codeMethodNotAllowed, "",
+			"%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, probe.header.Get("Allow")))
+	case http.StatusMovedPermanently, http.StatusPermanentRedirect, http.StatusTemporaryRedirect, http.StatusFound:
+		w.Header().Set("Location", probe.header.Get("Location"))
+		w.WriteHeader(probe.status)
+	default:
+		s.writeError(w, r, errorf(http.StatusNotFound, codeNotFound, "", "no route for %s %s; see /v1/openapi.json", r.Method, r.URL.Path))
+	}
+}
+
+// statusProbe records what the mux would answer without sending it.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header         { return p.header }
+func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *statusProbe) WriteHeader(status int)      { p.status = status }
+
+// healthStatus is the answer of GET /v1/healthz.
+type healthStatus struct {
+	Status string `json:"status"`
+}
+
+// health says the process serves requests. It does not touch the database:
+// a liveness probe that fails with the database would restart healthy
+// processes during a database outage.
+func (s *Server) health(*http.Request) (healthStatus, error) {
+	return healthStatus{Status: "ok"}, nil
+}

@@ -1,0 +1,55 @@
+// Package server assembles a Muster node: the data directory, the store, the
+// certificate authorities, the admin API and (in later issues) the device
+// listeners. cmd/muster only parses flags into a Config.
+package server
+
+import (
+	"log/slog"
+	"path/filepath"
+)
+
+// Config is everything a node needs to start.
+type Config struct {
+	// DataDir holds the SQLite database, CA keys, admin.token and ca.pem.
+	DataDir string
+	// DatabaseURL selects PostgreSQL; empty means SQLite in DataDir.
+	DatabaseURL string
+	// APIAddr is the admin API's HTTPS listen address.
+	APIAddr string
+	// CAPassphrase unlocks the CA key files. When empty, CAPassphraseFile
+	// is read; when both are empty, <DataDir>/ca.passphrase is used and
+	// created with a random passphrase on first start.
+	CAPassphrase     []byte
+	CAPassphraseFile string
+	// KeyAlgorithm for new CA keys: ecdsa-p256 (default), ecdsa-p384, rsa-3072.
+	KeyAlgorithm string
+	// TLSHosts are extra DNS names or IPs for the server certificates.
+	TLSHosts []string
+	// DeviceAddr is the device listener (HTTPS, client certificates
+	// required): provisioning endpoints and, for devices, nothing else.
+	DeviceAddr string
+	// PKIAddr serves CRLs and OCSP over plain HTTP, as RFC 5280 and RFC 6960
+	// clients expect; empty disables it (they are on DeviceAddr too).
+	PKIAddr string
+	// PKCS11 selects an HSM for CA keys instead of encrypted key files.
+	PKCS11 *PKCS11Config
+	Logger   *slog.Logger
+}
+
+// PKCS11Config names an HSM token through its PKCS#11 module.
+type PKCS11Config struct {
+	ModulePath string
+	TokenLabel string
+	PIN        string
+}
+
+func (c Config) path(name ...string) string {
+	return filepath.Join(append([]string{c.DataDir}, name...)...)
+}
+
+func (c Config) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.Default()
+}

@@ -1,0 +1,79 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+)
+
+// SQLite's WAL must be copied back into the database file now and then (a
+// checkpoint). By default the connection that commits does it, so every
+// large write transaction also pays for copying and fsyncing the pages of
+// the one before. The checkpointer does it on its own connection and
+// goroutine instead, overlapping the writer's next transaction.
+
+const (
+	// checkpointEvery is how often the checkpointer runs when nothing
+	// prompts it.
+	checkpointEvery = time.Second
+	// maxWALBytes is the WAL size at which the writer stops and checkpoints
+	// itself, should the checkpointer fall behind (a reader holding an old
+	// snapshot keeps it from finishing).
+	maxWALBytes = 1 << 30
+)
+
+type checkpointer struct {
+	db      *sql.DB
+	walPath string
+	log     *slog.Logger
+	kick    chan struct{}
+	stop    chan struct{}
+	done    sync.WaitGroup
+}
+
+func startCheckpointer(db *sql.DB, dbPath string, log *slog.Logger) *checkpointer {
+	c := &checkpointer{db: db, walPath: dbPath + "-wal", log: log, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	c.done.Go(c.run)
+	return c
+}
+
+func (c *checkpointer) run() {
+	tick := time.NewTicker(checkpointEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.kick:
+		case <-tick.C:
+		}
+		// PASSIVE never blocks the writer or readers; what it cannot copy
+		// now it copies next time.
+		if _, err := c.db.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+			c.log.Warn("store: SQLite checkpoint failed", "err", err)
+		}
+	}
+}
+
+// committed tells the checkpointer that a write transaction committed, and
+// checkpoints on the writer's own connection if the WAL has grown too large.
+func (c *checkpointer) committed(ctx context.Context, conn *sql.Conn) {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+	if fi, err := os.Stat(c.walPath); err == nil && fi.Size() > maxWALBytes {
+		if _, err := conn.ExecContext(ctx, "PRAGMA wal_checkpoint(RESTART)"); err != nil {
+			c.log.WarnContext(ctx, "store: SQLite checkpoint failed", "err", err)
+		}
+	}
+}
+
+func (c *checkpointer) close() error {
+	close(c.stop)
+	c.done.Wait()
+	return c.db.Close()
+}

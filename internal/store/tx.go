@@ -1,0 +1,88 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// txn is one write transaction. It keeps its connection so the PostgreSQL
+// dialect can COPY on the very session that holds the transaction.
+type txn struct {
+	conn  *sql.Conn
+	tx    *sql.Tx
+	d     dialect
+	stmts map[string]*sql.Stmt
+	// boms holds the BOMs this transaction has stored already.
+	boms map[string]bool
+}
+
+// inTx runs fn in a write transaction and commits when fn returns nil.
+// fn's error is returned unchanged, so callers can match it with errors.As.
+func (s *Store) inTx(ctx context.Context, fn func(t *txn) error) error {
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: get connection: %w", err)
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin transaction: %w", err)
+	}
+	t := &txn{conn: conn, tx: tx, d: s.d}
+	if err := fn(t); err != nil {
+		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+			s.log.WarnContext(ctx, "store: rollback failed", "err", rbErr)
+		}
+		return err
+	}
+	t0 := time.Now()
+	defer func() { DebugTimes["commit"] += time.Since(t0) }()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	if s.ckpt != nil {
+		s.ckpt.committed(ctx, conn)
+	}
+	return nil
+}
+
+func (t *txn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return t.tx.ExecContext(ctx, t.d.rebind(query), args...)
+}
+
+func (t *txn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return t.tx.QueryContext(ctx, t.d.rebind(query), args...)
+}
+
+func (t *txn) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(ctx, t.d.rebind(query), args...)
+}
+
+// prepare returns a statement prepared once per transaction; it is closed
+// with the transaction.
+func (t *txn) prepare(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := t.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := t.tx.PrepareContext(ctx, t.d.rebind(query))
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	if t.stmts == nil {
+		t.stmts = make(map[string]*sql.Stmt)
+	}
+	t.stmts[query] = st
+	return st, nil
+}
+
+// query runs a read outside any write transaction, on the read pool.
+func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return s.r.QueryContext(ctx, s.d.rebind(query), args...)
+}
+
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return s.r.QueryRowContext(ctx, s.d.rebind(query), args...)
+}
