@@ -33,7 +33,7 @@ type Config struct {
 	PKIAddr string
 	// PKCS11 selects an HSM for CA keys instead of encrypted key files.
 	PKCS11 *PKCS11Config
-	Logger   *slog.Logger
+	Logger *slog.Logger
 }
 
 // PKCS11Config names an HSM token through its PKCS#11 module.
