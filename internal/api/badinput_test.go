@@ -102,7 +102,7 @@ func TestBadInput(t *testing.T) {
 		{name: "basic auth", rq: request{caller: callerNone, method: "GET", path: act, header: map[string]string{"Authorization": "Basic YWRtaW46YWRtaW4="}}, status: 401, code: codeUnauthorized},
 		{name: "role without permission", rq: request{caller: "installer", method: "PATCH", path: act, body: `{"attributes":{"a":"b"}}`}, status: 403, code: codeForbidden},
 		{name: "manufacturer creates for another factory", rq: request{caller: "manufacturer", method: "POST", path: "/v1/devices", body: h.input(factory2)}, status: 403, code: codeForbidden, field: "identity.factory"},
-		{name: "manufacturer lists another factory", rq: request{caller: "manufacturer", method: "GET", path: "/v1/devices?factory=f2"}, status: 403, code: codeForbidden, field: "factory"},
+		{name: "manufacturer lists another factory", rq: request{caller: "manufacturer", method: "GET", path: "/v1/devices?factory=factory-two"}, status: 403, code: codeForbidden, field: "factory"},
 		{name: "manufacturer patches another factory's device", rq: request{caller: "manufacturer", method: "PATCH", path: oth, body: `{"attributes":{"a":"b"}}`}, status: 404, code: codeNotFound, watch: other.ID},
 		{name: "manufacturer with stale If-Match on another factory's device", rq: request{caller: "manufacturer", method: "PATCH", path: oth, body: `{"attributes":{"a":"b"}}`, header: map[string]string{"If-Match": "99"}}, status: 404, code: codeNotFound, watch: other.ID},
 		{name: "manufacturer adds QC to another factory's device", rq: request{caller: "manufacturer", method: "POST", path: oth + "/qc", body: `{"test":"t","result":"pass"}`}, status: 404, code: codeNotFound, watch: other.ID},

@@ -35,7 +35,7 @@ func TestManufacturerScoping(t *testing.T) {
 			t.Errorf("manufacturer sees device of factory %s", d.Identity.Factory)
 		}
 	}
-	page = call[devicePage](h, request{caller: "manufacturer", method: "GET", path: "/v1/devices?factory=f1"}, http.StatusOK)
+	page = call[devicePage](h, request{caller: "manufacturer", method: "GET", path: "/v1/devices?factory=factory-one"}, http.StatusOK)
 	if len(page.Items) != 2 {
 		t.Errorf("naming its own factory lists %d devices", len(page.Items))
 	}

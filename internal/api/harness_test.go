@@ -35,8 +35,8 @@ const pgEnv = "MUSTER_TEST_DATABASE_URL"
 // no longer work.
 const (
 	callerNone    = ""
-	factory1      = "f1"
-	factory2      = "f2"
+	factory1      = "factory-one"
+	factory2      = "factory-two"
 	manufacturer2 = "manufacturer2"
 	revoked       = "revoked"
 	expired       = "expired"
