@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/muster-iot/muster/internal/api"
+	"github.com/muster-iot/muster/internal/ca"
+	"github.com/muster-iot/muster/internal/pki"
 	"github.com/muster-iot/muster/internal/store"
 )
 
@@ -34,7 +36,15 @@ func startRealAPI(t *testing.T) *realAPI {
 		t.Fatalf("store.Open: %v", err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv := httptest.NewTLSServer(api.New(api.Config{Store: st}).Handler())
+	ks, err := pki.NewFileKeyStore(t.TempDir(), []byte("test passphrase"), pki.WithPBKDF2Iterations(1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cas, err := ca.Open(ctx, st, ks, ca.Options{})
+	if err != nil {
+		t.Fatalf("ca.Open: %v", err)
+	}
+	srv := httptest.NewTLSServer(api.New(api.Config{Store: st, CAs: cas}).Handler())
 	t.Cleanup(srv.Close)
 	roots := x509.NewCertPool()
 	roots.AddCert(srv.Certificate())
@@ -246,6 +256,9 @@ func TestRealAPIPagination(t *testing.T) {
 func TestRealAPITokensAndAudit(t *testing.T) {
 	r := startRealAPI(t)
 	ctx := context.Background()
+	if _, err := r.admin.CreateFactory(ctx, FactoryRequest{Name: "acme", Models: []string{"m"}, SerialPattern: "M-[0-9]+"}); err != nil {
+		t.Fatalf("CreateFactory: %v", err)
+	}
 	created, err := r.admin.CreateToken(ctx, TokenRequest{Name: "acme-line-1", Role: RoleManufacturer, Factory: "acme", ExpiresIn: 720 * time.Hour})
 	if err != nil || !strings.HasPrefix(created.Secret, "mst_") || created.Token.ExpiresAt == nil {
 		t.Fatalf("CreateToken = %+v, %v", created, err)

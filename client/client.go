@@ -106,6 +106,10 @@ type call struct {
 	body   any
 	header http.Header
 	accept string // defaults to application/json
+	// stream, when set, is sent as the body instead of body, as
+	// contentType; a stream cannot be sent twice, so it is never retried.
+	stream      io.Reader
+	contentType string
 }
 
 // do sends cl with retries and decodes a successful answer into out: JSON for
@@ -184,7 +188,7 @@ func (c *Client) send(ctx context.Context, cl call, body []byte) (*http.Response
 				wait = min(d, c.retry.max)
 			}
 		}
-		if !retry {
+		if !retry || cl.stream != nil {
 			return nil, failure
 		}
 		if attempt >= c.retry.attempts {
@@ -215,8 +219,11 @@ func (c *Client) newRequest(ctx context.Context, cl call, body []byte) (*http.Re
 		u.RawQuery = cl.query.Encode()
 	}
 	var rd io.Reader
-	if body != nil {
+	switch {
+	case body != nil:
 		rd = bytes.NewReader(body)
+	case cl.stream != nil:
+		rd = cl.stream
 	}
 	req, err := http.NewRequestWithContext(ctx, cl.method, u.String(), rd)
 	if err != nil {
@@ -226,6 +233,9 @@ func (c *Client) newRequest(ctx context.Context, cl call, body []byte) (*http.Re
 		// GetBody lets net/http itself replay the body on redirects.
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if cl.stream != nil {
+		req.Header.Set("Content-Type", cl.contentType)
 	}
 	for k, vs := range cl.header {
 		req.Header[k] = vs

@@ -10,6 +10,8 @@ import (
 
 	"github.com/muster-iot/muster/client"
 	"github.com/muster-iot/muster/internal/api"
+	"github.com/muster-iot/muster/internal/ca"
+	"github.com/muster-iot/muster/internal/pki"
 	"github.com/muster-iot/muster/internal/store"
 )
 
@@ -17,6 +19,14 @@ import (
 // server and returns a data directory laid out the way "muster serve"
 // leaves it, so the CLI discovers the server, the token and the CA.
 func startAPI(t *testing.T) (dataDir string) {
+	t.Helper()
+	dataDir, _ = startAPIStore(t)
+	return dataDir
+}
+
+// startAPIStore is startAPI that also returns the store, for tests that
+// prepare records no API route creates.
+func startAPIStore(t *testing.T) (dataDir string, st *store.Store) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Config{DataDir: t.TempDir()})
@@ -28,9 +38,17 @@ func startAPI(t *testing.T) (dataDir string) {
 	if err := st.CreateToken(ctx, &store.Token{Name: "admin", Role: "admin", Hash: hash}, "test"); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewTLSServer(api.New(api.Config{Store: st}).Handler())
+	ks, err := pki.NewFileKeyStore(t.TempDir(), []byte("test passphrase"), pki.WithPBKDF2Iterations(1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cas, err := ca.Open(ctx, st, ks, ca.Options{})
+	if err != nil {
+		t.Fatalf("ca.Open: %v", err)
+	}
+	srv := httptest.NewTLSServer(api.New(api.Config{Store: st, CAs: cas}).Handler())
 	t.Cleanup(srv.Close)
-	return dataDirFor(t, srv, secret)
+	return dataDirFor(t, srv, secret), st
 }
 
 // cli runs muster against dataDir and fails the test on a non-zero exit.
@@ -67,7 +85,8 @@ func TestCLIAgainstAPI(t *testing.T) {
 		t.Fatalf("whoami: %s", out)
 	}
 
-	// A manufacturer token registers a device for its own factory.
+	// A manufacturer token registers a device for its own, registered factory.
+	cli(t, dir, "factories", "add", "acme", "--models", "sensor-x", "--serial-pattern", "SN-[0-9]{4}")
 	created := cliJSON[client.CreatedToken](t, dir, "tokens", "create", "--role", "manufacturer", "--factory", "acme", "--name", "acme-line-1")
 	if !strings.HasPrefix(created.Secret, "mst_") {
 		t.Fatalf("tokens create: %+v", created)

@@ -70,23 +70,30 @@ func (g *globals) resolveConnection() (connection, error) {
 // it has no scheme), else the address the server recorded in the data
 // directory, else the server's default address.
 func resolveServer(given, dataDir string) (string, error) {
+	return resolveURL(given, dataDir, addrFile, "https", defaultServer)
+}
+
+// resolveURL returns the URL of one of the server's listeners: the one given
+// (scheme:// is assumed when it has none), else scheme:// and the address
+// the server recorded in file in the data directory, else fallback.
+func resolveURL(given, dataDir, file, scheme, fallback string) (string, error) {
 	if given != "" {
 		if !strings.Contains(given, "://") {
-			given = "https://" + given
+			given = scheme + "://" + given
 		}
 		return given, nil
 	}
-	b, err := readDataFile(dataDir, addrFile)
+	b, err := readDataFile(dataDir, file)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return defaultServer, nil
+		return fallback, nil
 	case err != nil:
 		return "", err
 	}
 	addr := strings.TrimSpace(string(b))
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", fmt.Errorf("%s holds %q, not host:port: %w", filepath.Join(dataDir, addrFile), addr, err)
+		return "", fmt.Errorf("%s holds %q, not host:port: %w", filepath.Join(dataDir, file), addr, err)
 	}
 	// A server listening on every interface is reached on loopback from
 	// its own host, which is where the data directory is.
@@ -96,7 +103,7 @@ func resolveServer(given, dataDir string) (string, error) {
 			host = "::1"
 		}
 	}
-	return "https://" + net.JoinHostPort(host, port), nil
+	return scheme + "://" + net.JoinHostPort(host, port), nil
 }
 
 func readDataFile(dataDir, name string) ([]byte, error) {

@@ -15,7 +15,7 @@ import (
 func newDevicesCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "devices",
-		Aliases: []string{"device", "dev"},
+		Aliases: []string{"dev"}, // "device" is the command-line device (device.go)
 		Short:   "Register devices and manage their lifecycle record",
 	}
 	cmd.AddCommand(

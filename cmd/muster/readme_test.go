@@ -15,6 +15,25 @@ import (
 // new user would paste it, against `muster serve` started the README's way.
 // It keeps the README true: a changed flag or output breaks this test.
 func TestReadmeWalkthrough(t *testing.T) {
+	text := runReadmeBlock(t, "walkthrough")
+	for _, want := range []string{
+		"allowed next states are pending, provisioned, decommissioned", // the refused move
+		"history intact",
+		"SN-0001",
+		"crypto-erase",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("walkthrough output lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+// runReadmeBlock runs the README's shell block between <!-- name:start -->
+// and <!-- name:end --> verbatim against `muster serve` started the
+// README's way, in a scratch copy of the repository, and returns what it
+// printed.
+func runReadmeBlock(t *testing.T, name string) string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
@@ -31,7 +50,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script := walkthrough(t, string(readme))
+	script := readmeBlock(t, string(readme), name)
 
 	// A scratch copy of the repository (symlinks), so the walkthrough's
 	// files and ./muster-data do not land in the working tree.
@@ -42,7 +61,9 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 	for _, e := range entries {
 		switch e.Name() {
-		case "muster-data", "muster", "bom.json", "qc.json", ".git":
+		case "muster-data", "muster", "bom.json", "qc.json", ".git",
+			// What the manufacturing block writes.
+			"device-keys", "csr-batch.csv", "mint-batch.csv", "batch-csr", "batch-mint", "batch-csr-again", "chains":
 			continue
 		}
 		if err := os.Symlink(filepath.Join(root, e.Name()), filepath.Join(dir, e.Name())); err != nil {
@@ -60,7 +81,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var serverLog bytes.Buffer
-	serve := exec.CommandContext(ctx, bin, "serve", "--api-addr", "127.0.0.1:0")
+	serve := exec.CommandContext(ctx, bin, "serve", "--api-addr", "127.0.0.1:0", "--device-addr", "127.0.0.1:0", "--pki-addr", "127.0.0.1:0")
 	serve.Dir = dir
 	serve.Env = cleanEnv()
 	serve.Stdout, serve.Stderr = &serverLog, &serverLog
@@ -81,28 +102,19 @@ func TestReadmeWalkthrough(t *testing.T) {
 	cmd.Env = cleanEnv()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("walkthrough failed: %v\n%s", err, out)
+		t.Fatalf("README %s block failed: %v\n%s", name, err, out)
 	}
-	text := string(out)
-	for _, want := range []string{
-		"allowed next states are pending, provisioned, decommissioned", // the refused move
-		"history intact",
-		"SN-0001",
-		"crypto-erase",
-	} {
-		if !strings.Contains(text, want) {
-			t.Errorf("walkthrough output lacks %q:\n%s", want, text)
-		}
-	}
+	return string(out)
 }
 
-// walkthrough extracts the shell block between the README's markers.
-func walkthrough(t *testing.T, readme string) string {
+// readmeBlock extracts the shell block between a pair of the README's
+// markers.
+func readmeBlock(t *testing.T, readme, name string) string {
 	t.Helper()
-	_, rest, ok := strings.Cut(readme, "<!-- walkthrough:start -->")
-	block, _, ok2 := strings.Cut(rest, "<!-- walkthrough:end -->")
+	_, rest, ok := strings.Cut(readme, "<!-- "+name+":start -->")
+	block, _, ok2 := strings.Cut(rest, "<!-- "+name+":end -->")
 	if !ok || !ok2 {
-		t.Fatal("README.md lacks the walkthrough markers")
+		t.Fatalf("README.md lacks the %s markers", name)
 	}
 	block = strings.TrimSpace(block)
 	block = strings.TrimPrefix(block, "```sh")

@@ -75,6 +75,15 @@ server's data directory (when run on the server host):
 		newDevicesCmd(g),
 		newTokensCmd(g),
 		newAuditLogCmd(g),
+		newCertsCmd(g),
+		newFactoriesCmd(g),
+		newCACmd(g),
+		newMfgCmd(g),
+		newTemplatesCmd(g),
+		newApprovalsCmd(g),
+		newClaimsCmd(g),
+		newDeviceCmd(g),
+		newSimCmd(g),
 	)
 	return root
 }

@@ -17,8 +17,12 @@ import (
 // serverFlags are the settings of `muster serve` and `muster migrate`; each
 // flag also reads a MUSTER_* environment variable.
 type serverFlags struct {
-	databaseURL, apiAddr, passFile, keyAlg, logLevel string
-	tlsHosts                                         []string
+	databaseURL, apiAddr, deviceAddr, pkiAddr string
+	passFile, keyAlg, logLevel                string
+	tlsHosts                                  []string
+	// pkcs11Module, pkcs11Token and pkcs11PINFile select an HSM for the CA
+	// keys (bindCA).
+	pkcs11Module, pkcs11Token, pkcs11PINFile string
 }
 
 func (f *serverFlags) bind(fs *pflag.FlagSet, withListeners bool) {
@@ -28,9 +32,41 @@ func (f *serverFlags) bind(fs *pflag.FlagSet, withListeners bool) {
 		return
 	}
 	fs.StringVar(&f.apiAddr, "api-addr", "127.0.0.1:8443", "admin API HTTPS listen address (env MUSTER_API_ADDR)")
+	fs.StringVar(&f.deviceAddr, "device-addr", server.DefaultDeviceAddr, "device listener HTTPS address, client certificates required (env MUSTER_DEVICE_ADDR)")
+	fs.StringVar(&f.pkiAddr, "pki-addr", "127.0.0.1:8080", "plain-HTTP address for CRLs and OCSP; empty disables it (env MUSTER_PKI_ADDR)")
+	f.bindCA(fs)
+	fs.StringSliceVar(&f.tlsHosts, "tls-host", nil, "extra DNS name or IP for the server's TLS certificates, repeatable (env MUSTER_TLS_HOSTS, comma-separated)")
+}
+
+// bindCA binds the flags that say where CA keys live, which `muster serve`
+// and `muster ca init` share.
+func (f *serverFlags) bindCA(fs *pflag.FlagSet) {
 	fs.StringVar(&f.passFile, "ca-passphrase-file", "", "file holding the CA key passphrase; or set MUSTER_CA_PASSPHRASE (env MUSTER_CA_PASSPHRASE_FILE); default <data-dir>/ca.passphrase")
 	fs.StringVar(&f.keyAlg, "key-algorithm", "ecdsa-p256", "key algorithm for new CAs: ecdsa-p256, ecdsa-p384 or rsa-3072 (env MUSTER_KEY_ALGORITHM)")
-	fs.StringSliceVar(&f.tlsHosts, "tls-host", nil, "extra DNS name or IP for the server's TLS certificates, repeatable (env MUSTER_TLS_HOSTS, comma-separated)")
+	fs.StringVar(&f.pkcs11Module, "pkcs11-module", "", "PKCS#11 module for CA keys on an HSM instead of key files, e.g. /usr/lib/softhsm/libsofthsm2.so (env MUSTER_PKCS11_MODULE)")
+	fs.StringVar(&f.pkcs11Token, "pkcs11-token", "", "label of the PKCS#11 token holding the CA keys (env MUSTER_PKCS11_TOKEN)")
+	fs.StringVar(&f.pkcs11PINFile, "pkcs11-pin-file", "", "file holding the token's user PIN; or set MUSTER_PKCS11_PIN (env MUSTER_PKCS11_PIN_FILE)")
+}
+
+// pkcs11Config is the HSM the flags select, or nil for key files. The PIN
+// comes from MUSTER_PKCS11_PIN or the PIN file, never from a flag, so it
+// stays out of process listings.
+func (f *serverFlags) pkcs11Config() (*server.PKCS11Config, error) {
+	if f.pkcs11Module == "" && f.pkcs11Token == "" {
+		return nil, nil
+	}
+	if f.pkcs11Module == "" || f.pkcs11Token == "" {
+		return nil, fmt.Errorf("PKCS#11 needs both --pkcs11-module and --pkcs11-token")
+	}
+	pin := os.Getenv("MUSTER_PKCS11_PIN")
+	if f.pkcs11PINFile != "" {
+		b, err := os.ReadFile(f.pkcs11PINFile)
+		if err != nil {
+			return nil, fmt.Errorf("--pkcs11-pin-file: %w", err)
+		}
+		pin = strings.TrimSpace(string(b))
+	}
+	return &server.PKCS11Config{ModulePath: f.pkcs11Module, TokenLabel: f.pkcs11Token, PIN: pin}, nil
 }
 
 // fromEnv fills every flag the user did not set from its MUSTER_* variable.
@@ -90,10 +126,17 @@ Later starts reuse them.`,
 			if err != nil {
 				return err
 			}
+			hsm, err := f.pkcs11Config()
+			if err != nil {
+				return err
+			}
 			cfg := server.Config{
 				DataDir:          dataDir(cmd),
 				DatabaseURL:      f.databaseURL,
+				PKCS11:           hsm,
 				APIAddr:          f.apiAddr,
+				DeviceAddr:       f.deviceAddr,
+				PKIAddr:          f.pkiAddr,
 				CAPassphrase:     []byte(os.Getenv(pki.PassphraseEnv)),
 				CAPassphraseFile: f.passFile,
 				KeyAlgorithm:     f.keyAlg,

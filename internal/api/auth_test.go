@@ -50,6 +50,7 @@ func TestPrincipalContext(t *testing.T) {
 // revokes it and checks the audit log recorded both with their actor.
 func TestTokenLifecycle(t *testing.T) {
 	h := newHarness(t)
+	h.registerFactory("f9")
 	created := call[tokenCreated](h, request{caller: "admin", method: "POST", path: "/v1/tokens",
 		body: `{"name":"line-9","role":"manufacturer","factory":"f9","expiresIn":"720h"}`}, http.StatusCreated)
 	if !strings.HasPrefix(created.Secret, TokenPrefix) || created.Token.ID == "" || created.Token.ExpiresAt == nil ||

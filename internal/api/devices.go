@@ -69,6 +69,16 @@ func (s *Server) createDevice(r *http.Request, in *deviceInput) (*fleet.Device, 
 			return nil, errorf(http.StatusForbidden, codeForbidden, "identity.factory",
 				"this token registers devices for factory %q only", p.Factory)
 		}
+		// Validation answers before the scope, as the contract orders it;
+		// the store fills in the initial state it checks.
+		v := *d
+		v.Lifecycle.State = fleet.StateManufactured
+		if err := fleet.Validate(&v); err != nil {
+			return nil, err
+		}
+		if err := s.checkScope(r.Context(), p, d.Identity.Model, d.Identity.Serial); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.store.CreateDevice(r.Context(), d, p.Actor()); err != nil {
 		return nil, err

@@ -42,6 +42,10 @@ func (s *Server) serveRoute(rt route) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
+		if st, ok := out.(responseStream); ok {
+			st.writeTo(w, r)
+			return
+		}
 		if rt.out == nil {
 			w.WriteHeader(rt.status)
 			return

@@ -22,7 +22,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/muster-iot/muster/internal/ca"
 	"github.com/muster-iot/muster/internal/fleet"
+	"github.com/muster-iot/muster/internal/pki"
 	"github.com/muster-iot/muster/internal/store"
 )
 
@@ -51,6 +53,7 @@ const testBOM = `{"bomFormat":"CycloneDX","specVersion":"1.6","version":1,
 type harness struct {
 	t      *testing.T
 	st     *store.Store
+	cas    *ca.Registry
 	srv    *Server
 	tokens map[string]string // caller → secret
 	serial *atomic.Int64
@@ -72,7 +75,12 @@ func newHarness(t *testing.T) *harness {
 		t.Fatalf("store.Open: %v", err)
 	}
 	t.Cleanup(func() { st.Close() })
-	h := &harness{t: t, st: st, srv: New(Config{Store: st}), tokens: map[string]string{}, serial: new(atomic.Int64)}
+	cas := testCAs(t, st)
+	h := &harness{t: t, st: st, cas: cas, srv: New(Config{Store: st, CAs: cas}), tokens: map[string]string{}, serial: new(atomic.Int64)}
+	// Manufacturers are scoped by their factory's models and serials.
+	for _, f := range []string{factory1, factory2} {
+		h.registerFactory(f)
+	}
 	past := time.Now().Add(-time.Hour)
 	for _, c := range []struct {
 		caller, role, factory string
@@ -100,6 +108,36 @@ func newHarness(t *testing.T) *harness {
 		h.tokens[c.caller] = secret
 	}
 	return h
+}
+
+// testCAs opens a CA registry on st with fast-to-derive key files.
+func testCAs(t *testing.T, st *store.Store) *ca.Registry {
+	t.Helper()
+	ks, err := pki.NewFileKeyStore(t.TempDir(), []byte("test passphrase"), pki.WithPBKDF2Iterations(1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cas, err := ca.Open(context.Background(), st, ks, ca.Options{})
+	if err != nil {
+		t.Fatalf("ca.Open: %v", err)
+	}
+	return cas
+}
+
+// testModel and testSerials are what the harness's factories make; input
+// stays inside them.
+const (
+	testModel   = "gw-100"
+	testSerials = "SN-[A-Z0-9-]+"
+)
+
+// registerFactory registers a managed factory making testModel.
+func (h *harness) registerFactory(name string) {
+	h.t.Helper()
+	f := store.Factory{Name: name, Models: []string{testModel}, SerialPattern: testSerials, CAMode: "managed"}
+	if _, err := h.cas.AddFactory(context.Background(), ca.FactoryRequest{Factory: f}, "test/setup"); err != nil {
+		h.t.Fatalf("AddFactory(%s): %v", name, err)
+	}
 }
 
 // testStoreURL is "" (SQLite in DataDir) or a fresh PostgreSQL schema that
@@ -214,7 +252,7 @@ func errorOf(t *testing.T, w *httptest.ResponseRecorder) apiError {
 // input is a device body for POST /v1/devices with a fresh serial.
 func (h *harness) input(factory string) map[string]any {
 	n := h.serial.Add(1)
-	identity := map[string]any{"serial": fmt.Sprintf("SN-%05d", n), "model": "gw-100"}
+	identity := map[string]any{"serial": fmt.Sprintf("SN-%05d", n), "model": testModel}
 	if factory != "" {
 		identity["factory"] = factory
 	}
@@ -262,6 +300,7 @@ func decommissionBody() map[string]any {
 type snapshot struct {
 	devices, events, tokens int
 	revokedTokens           int
+	revokedCertificates     int
 	device                  string // the watched device's stored JSON
 }
 
@@ -277,6 +316,7 @@ func (h *harness) snapshot(deviceID string) snapshot {
 		{"SELECT COUNT(*) FROM events", &s.events},
 		{"SELECT COUNT(*) FROM tokens", &s.tokens},
 		{"SELECT COUNT(*) FROM tokens WHERE revoked_at IS NOT NULL", &s.revokedTokens},
+		{"SELECT COUNT(*) FROM certificates WHERE revoked_at IS NOT NULL", &s.revokedCertificates},
 	} {
 		if err := db.QueryRow(c.q).Scan(c.dst); err != nil {
 			h.t.Fatalf("%s: %v", c.q, err)

@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/muster-iot/muster/internal/fleet"
+	"github.com/muster-iot/muster/internal/provision"
 )
 
 // openAPIVersion is the OpenAPI version of the generated document.
@@ -98,8 +99,15 @@ func (g *schemaGen) operation(rt route) (map[string]any, error) {
 		if err != nil {
 			return nil, err
 		}
-		op["requestBody"] = map[string]any{"required": true,
-			"content": map[string]any{"application/json": map[string]any{"schema": in}}}
+		content := map[string]any{"application/json": map[string]any{"schema": in}}
+		if rt.stream {
+			// A manifest: one row per CSV record or JSON line.
+			content = map[string]any{
+				"text/csv":             map[string]any{"schema": map[string]any{"type": "string"}},
+				"application/x-ndjson": map[string]any{"schema": in},
+			}
+		}
+		op["requestBody"] = map[string]any{"required": true, "content": content}
 	}
 	ok := map[string]any{"description": http.StatusText(rt.status)}
 	if rt.out != nil {
@@ -108,6 +116,9 @@ func (g *schemaGen) operation(rt route) (map[string]any, error) {
 			return nil, err
 		}
 		content := map[string]any{"application/json": map[string]any{"schema": out}}
+		if rt.stream {
+			content = map[string]any{"application/x-ndjson": map[string]any{"schema": out}}
+		}
 		if rt.markdown {
 			content["text/markdown"] = map[string]any{"schema": map[string]any{"type": "string"}}
 		}
@@ -134,7 +145,7 @@ func (g *schemaGen) operation(rt route) (map[string]any, error) {
 func tagOf(pattern string) string {
 	seg, _, _ := strings.Cut(strings.TrimPrefix(pattern, "/v1/"), "/")
 	switch seg {
-	case "devices", "tokens", "audit-log":
+	case "devices", "tokens", "audit-log", "factories", "cas":
 		return seg
 	}
 	return "meta"
@@ -172,6 +183,12 @@ func requiredFields(component string) []string {
 		return []string{"reason", "wipe"}
 	case "TokenRequest":
 		return []string{"name", "role"}
+	case "FactoryRequest":
+		return []string{"name", "models", "serialPattern"}
+	case "RotateRequest":
+		return []string{"purpose"}
+	case "Row":
+		return []string{"serial", "model"}
 	case "QCResult", "TestResult":
 		return []string{"test", "result"}
 	case "MaintenanceItem":
@@ -198,6 +215,8 @@ func (g *schemaGen) schema(t reflect.Type) (map[string]any, error) {
 		return map[string]any{"type": "string", "enum": stateNames()}, nil
 	case reflect.TypeFor[Role]():
 		return map[string]any{"type": "string", "enum": Roles()}, nil
+	case reflect.TypeFor[provision.Duration]():
+		return map[string]any{"type": "string", "description": "a Go duration such as 720h, or whole days such as 365d"}, nil
 	}
 	switch t.Kind() {
 	case reflect.Pointer:

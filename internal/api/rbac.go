@@ -37,6 +37,16 @@ const (
 	PermHistoryRead         Permission = "history:read"
 	PermTokensManage        Permission = "tokens:manage"
 	PermAuditRead           Permission = "audit:read"
+	PermCertsRevoke         Permission = "certs:revoke"
+	PermTemplatesRead       Permission = "templates:read"
+	PermTemplatesManage     Permission = "templates:manage"
+	PermApprovalsManage     Permission = "approvals:manage"
+	PermClaimsCreate        Permission = "claims:create"
+	PermFactoriesRead       Permission = "factories:read"
+	PermFactoriesManage     Permission = "factories:manage"
+	PermBatchesSubmit       Permission = "batches:submit"
+	PermCAsRead             Permission = "cas:read"
+	PermCAsManage           Permission = "cas:manage"
 )
 
 // rolePermissions is the permission table of the contract, role by role.
@@ -45,16 +55,21 @@ func rolePermissions(r Role) []Permission {
 	switch r {
 	case RoleAdmin:
 		return []Permission{PermDevicesRead, PermDevicesCreate, PermDevicesUpdate, PermDevicesState,
-			PermDevicesMaintain, PermDevicesDecommission, PermHistoryRead, PermTokensManage, PermAuditRead}
+			PermDevicesMaintain, PermDevicesDecommission, PermHistoryRead, PermTokensManage, PermAuditRead,
+			PermCertsRevoke, PermFactoriesRead, PermFactoriesManage, PermBatchesSubmit, PermCAsRead, PermCAsManage,
+			PermTemplatesRead, PermTemplatesManage, PermApprovalsManage, PermClaimsCreate}
 	case RoleOperator:
 		return []Permission{PermDevicesRead, PermDevicesCreate, PermDevicesUpdate, PermDevicesState,
-			PermDevicesMaintain, PermDevicesDecommission, PermHistoryRead}
+			PermDevicesMaintain, PermDevicesDecommission, PermHistoryRead, PermCertsRevoke,
+			PermFactoriesRead, PermFactoriesManage, PermBatchesSubmit, PermCAsRead,
+			PermTemplatesRead, PermTemplatesManage, PermApprovalsManage, PermClaimsCreate}
 	case RoleManufacturer:
-		return []Permission{PermDevicesRead, PermDevicesCreate, PermDevicesUpdate, PermHistoryRead}
+		return []Permission{PermDevicesRead, PermDevicesCreate, PermDevicesUpdate, PermHistoryRead,
+			PermFactoriesRead, PermBatchesSubmit}
 	case RoleInstaller:
-		return []Permission{PermDevicesRead, PermDevicesMaintain}
+		return []Permission{PermDevicesRead, PermDevicesMaintain, PermClaimsCreate}
 	case RoleAuditor:
-		return []Permission{PermDevicesRead, PermHistoryRead, PermAuditRead}
+		return []Permission{PermDevicesRead, PermHistoryRead, PermAuditRead, PermFactoriesRead, PermCAsRead, PermTemplatesRead}
 	}
 	return nil
 }

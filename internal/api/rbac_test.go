@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -37,6 +38,31 @@ var contractAccess = map[string]string{
 	"revokeToken":         "admin",
 	"auditLog":            "admin auditor",
 	"verifyAuditLog":      "admin auditor",
+
+	"deviceCertificates":       "admin operator manufacturer installer auditor",
+	"revokeDeviceCertificates": "admin operator",
+	"getCertificate":           "admin operator manufacturer installer auditor",
+	"revokeCertificate":        "admin operator",
+
+	"createTemplate": "admin operator",
+	"listTemplates":  "admin operator auditor",
+	"getTemplate":    "admin operator auditor",
+	"updateTemplate": "admin operator",
+	"deleteTemplate": "admin operator",
+	"listApprovals":  "admin operator",
+	"approve":        "admin operator",
+	"reject":         "admin operator",
+	"createClaim":    "admin operator installer",
+
+	"createFactory":    "admin operator",
+	"listFactories":    "admin operator manufacturer auditor",
+	"getFactory":       "admin operator manufacturer auditor",
+	"factoryChallenge": "admin operator",
+	"submitBatch":      "admin operator manufacturer",
+	"getBatch":         "admin operator manufacturer auditor",
+	"listCAs":          "admin operator auditor",
+	"caChains":         "admin operator auditor",
+	"rotateCA":         "admin",
 }
 
 // rbacFixture prepares a fresh target for one call of a route: the path
@@ -61,6 +87,45 @@ func rbacFixture(t *testing.T, h *harness, rt route) (path string, body any, wat
 	case "dispose":
 		id = h.deviceIn(factory1, fleet.StateDecommissioned).ID
 		body = map[string]any{"method": "recycle", "facility": "EcoPlant"}
+	case "createFactory":
+		return rt.pattern, map[string]any{"name": fmt.Sprintf("plant-%d", h.serial.Add(1)), "models": []string{"m1"}, "serialPattern": "S-[0-9]+"}, ""
+	case "factoryChallenge":
+		return strings.Replace(rt.pattern, "{name}", fmt.Sprintf("maker-%d", h.serial.Add(1)), 1), map[string]any{}, ""
+	case "getFactory":
+		return strings.Replace(rt.pattern, "{name}", factory1, 1), nil, ""
+	case "submitBatch":
+		row := fmt.Sprintf(`{"serial":"SN-%05d","model":%q}`, h.serial.Add(1), testModel)
+		return strings.Replace(rt.pattern, "{name}", factory1, 1) + "?keyMode=mint&format=jsonl", row, ""
+	case "getBatch":
+		b := &store.Batch{ID: fmt.Sprintf("B-%d", h.serial.Add(1)), Factory: factory1, KeyMode: "csr"}
+		if err := h.st.CreateBatch(context.Background(), b, "test/setup"); err != nil {
+			t.Fatal(err)
+		}
+		return strings.NewReplacer("{name}", factory1, "{batch}", b.ID).Replace(rt.pattern), nil, ""
+	case "rotateCA":
+		return rt.pattern, map[string]any{"purpose": "operational", "overlap": "1h"}, ""
+	case "createTemplate":
+		return rt.pattern, map[string]any{"name": fmt.Sprintf("t-%d", h.serial.Add(1))}, ""
+	case "getTemplate", "updateTemplate", "deleteTemplate":
+		name := h.template()
+		if rt.method == http.MethodPut {
+			body = map[string]any{"name": name, "approval": "manual"}
+		}
+		return strings.Replace(rt.pattern, "{name}", name, 1), body, ""
+	case "approve", "reject":
+		return rt.pattern, map[string]any{"ids": []string{h.pendingRequest()}, "reason": "checked"}, ""
+	case "createClaim":
+		return rt.pattern, map[string]any{"factory": factory1, "model": testModel, "serial": fmt.Sprintf("CLAIM-%d", h.serial.Add(1))}, ""
+	case "revokeDeviceCertificates":
+		d := h.newDevice(factory1)
+		h.issued(d)
+		id, body = d.ID, map[string]any{"reason": "keyCompromise"}
+	case "getCertificate", "revokeCertificate":
+		caID, serial := h.issued(h.newDevice(factory1))
+		if rt.method == http.MethodPost {
+			body = map[string]any{"reason": "superseded"}
+		}
+		return strings.NewReplacer("{caId}", caID, "{serial}", serial).Replace(rt.pattern), body, ""
 	default:
 		if strings.Contains(rt.pattern, "{id}") {
 			d := h.newDevice(factory1)
@@ -152,6 +217,12 @@ func TestRolePermissionsMatchContract(t *testing.T) {
 		PermHistoryRead:         "admin operator manufacturer auditor",
 		PermTokensManage:        "admin",
 		PermAuditRead:           "admin auditor",
+		PermCertsRevoke:         "admin operator",
+		PermFactoriesRead:       "admin operator manufacturer auditor",
+		PermFactoriesManage:     "admin operator",
+		PermBatchesSubmit:       "admin operator manufacturer",
+		PermCAsRead:             "admin operator auditor",
+		PermCAsManage:           "admin",
 		PermAnyToken:            "admin operator manufacturer installer auditor",
 	}
 	for perm, roles := range contract {

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+
+	"github.com/muster-iot/muster/internal/mfg"
 )
 
 // Request body limits (docs/api-contract.md): device documents carry BOMs,
@@ -34,7 +36,9 @@ type route struct {
 // whose bodies carry BOMs, 64 KiB elsewhere, and none without a body.
 func (rt route) bodyLimit() int64 {
 	switch {
-	case rt.in == nil:
+	case rt.in == nil, rt.stream:
+		// A streamed body (a manifest) has no total limit; its reader
+		// bounds each row instead.
 		return 0
 	case strings.HasPrefix(rt.pattern, "/v1/devices"):
 		return deviceBodyLimit
@@ -69,6 +73,34 @@ type queryParam struct {
 type endpoint struct {
 	in, out reflect.Type // nil when there is no body
 	serve   func(s *Server, r *http.Request) (any, error)
+	// stream marks a route whose request body is read as a stream of rows
+	// and whose answer is a stream of JSON lines; in and out are then the
+	// type of one line each way.
+	stream bool
+}
+
+// responseStream is what a streamed route's handler returns: it writes the
+// whole answer itself, status included, once the request was accepted.
+type responseStream interface {
+	writeTo(w http.ResponseWriter, r *http.Request)
+}
+
+// streamed adapts a handler that takes its request body as a stream of In
+// rows (CSV or JSON lines) and answers with a stream of Out lines. Errors
+// it returns come before anything is written and answer as usual.
+func streamed[In, Out any](f func(*Server, *http.Request) (responseStream, error)) endpoint {
+	return endpoint{
+		in:     reflect.TypeFor[In](),
+		out:    reflect.TypeFor[Out](),
+		stream: true,
+		serve: func(s *Server, r *http.Request) (any, error) {
+			st, err := f(s, r)
+			if err != nil {
+				return nil, err
+			}
+			return st, nil
+		},
+	}
 }
 
 // withBody adapts a handler that takes a JSON request body. The body is
@@ -155,6 +187,70 @@ func routes() []route {
 			summary: "Verify the device's history chain", endpoint: noBody((*Server).verifyDeviceHistory)},
 		{name: "devicePassport", method: "GET", pattern: "/v1/devices/{id}/passport", perm: PermDevicesRead, status: http.StatusOK,
 			markdown: true, summary: "The device's whole life in one document", endpoint: noBody((*Server).passport)},
+		{name: "deviceCertificates", method: "GET", pattern: "/v1/devices/{id}/certificates", perm: PermDevicesRead, status: http.StatusOK,
+			summary: "The device's certificates, revoked ones included", endpoint: noBody((*Server).deviceCertificates)},
+		{name: "revokeDeviceCertificates", method: "POST", pattern: "/v1/devices/{id}/certificates/revoke", perm: PermCertsRevoke, status: http.StatusOK,
+			summary: "Revoke every certificate of the device", endpoint: withBody((*Server).revokeDeviceCertificates)},
+
+		{name: "getCertificate", method: "GET", pattern: "/v1/certificates/{caId}/{serial}", perm: PermDevicesRead, status: http.StatusOK,
+			summary: "A certificate by issuing CA and serial (hex), with its revocation", endpoint: noBody((*Server).getCertificate)},
+		{name: "revokeCertificate", method: "POST", pattern: "/v1/certificates/{caId}/{serial}/revoke", perm: PermCertsRevoke, status: http.StatusOK,
+			summary: "Revoke one certificate", endpoint: withBody((*Server).revokeCertificate)},
+
+		{name: "createFactory", method: "POST", pattern: "/v1/factories", perm: PermFactoriesManage, status: http.StatusCreated,
+			summary:  "Register a factory with its own Muster manufacturing CA, or the maker's CA after proof of possession",
+			endpoint: withBody((*Server).createFactory)},
+		{name: "listFactories", method: "GET", pattern: "/v1/factories", perm: PermFactoriesRead, status: http.StatusOK,
+			summary: "List factories (a manufacturer sees its own)", endpoint: noBody((*Server).listFactories)},
+		{name: "getFactory", method: "GET", pattern: "/v1/factories/{name}", perm: PermFactoriesRead, status: http.StatusOK,
+			summary: "Read a factory and its CAs", endpoint: noBody((*Server).getFactory)},
+		{name: "factoryChallenge", method: "POST", pattern: "/v1/factories/{name}/challenge", perm: PermFactoriesManage, status: http.StatusCreated,
+			summary:  "A nonce for registering a maker's CA: sign a certificate with CN=nonce with that CA's key",
+			endpoint: withBody((*Server).factoryChallenge)},
+		{name: "submitBatch", method: "POST", pattern: "/v1/factories/{name}/batches", perm: PermBatchesSubmit, status: http.StatusOK,
+			summary:  "Register a manufacturing batch from a streamed manifest; answers one result per row as JSON lines, then the summary",
+			endpoint: streamed[mfg.Row, mfg.Result]((*Server).submitBatch),
+			query: []queryParam{
+				{name: "keyMode", desc: "csr (rows carry CSRs), mint (Muster makes keys, returned once) or register (rows carry the maker's certificates); default csr, register for external CAs",
+					schema: map[string]any{"type": "string", "enum": []string{"csr", "mint", "register"}}},
+				{name: "format", desc: "csv or jsonl; default from Content-Type", schema: map[string]any{"type": "string", "enum": []string{"csv", "jsonl"}}},
+				{name: "batch", desc: "batch id, the devices' batch unless a row names its own; default a new id", schema: str},
+			}},
+		{name: "getBatch", method: "GET", pattern: "/v1/factories/{name}/batches/{batch}", perm: PermFactoriesRead, status: http.StatusOK,
+			summary: "A batch and the totals of its latest submission", endpoint: noBody((*Server).getBatch)},
+
+		{name: "listCAs", method: "GET", pattern: "/v1/cas", perm: PermCAsRead, status: http.StatusOK,
+			summary: "List the CAs Muster signs with and trusts", endpoint: noBody((*Server).listCAs),
+			query: []queryParam{
+				{name: "purpose", desc: "root, operational, server, manufacturing or external", schema: str},
+				{name: "factory", desc: "factory of manufacturing and external CAs", schema: str},
+				{name: "status", desc: "active, retiring or retired", schema: str},
+			}},
+		{name: "caChains", method: "GET", pattern: "/v1/cas/chains", perm: PermCAsRead, status: http.StatusOK,
+			summary: "The certificate chains relying parties need, with the file names muster ca export writes", endpoint: noBody((*Server).caChains)},
+		{name: "rotateCA", method: "POST", pattern: "/v1/cas/rotate", perm: PermCAsManage, status: http.StatusCreated,
+			summary: "Replace the operational, server or a manufacturing CA; the old one stays trusted for the overlap", endpoint: withBody((*Server).rotateCA)},
+
+		{name: "createTemplate", method: "POST", pattern: "/v1/templates", perm: PermTemplatesManage, status: http.StatusCreated,
+			summary: "Create a provisioning template (version 1)", endpoint: withBody((*Server).createTemplate)},
+		{name: "listTemplates", method: "GET", pattern: "/v1/templates", perm: PermTemplatesRead, status: http.StatusOK,
+			summary: "List provisioning templates, newest version of each", endpoint: noBody((*Server).listTemplates)},
+		{name: "getTemplate", method: "GET", pattern: "/v1/templates/{name}", perm: PermTemplatesRead, status: http.StatusOK,
+			summary: "Read a provisioning template's newest version", endpoint: noBody((*Server).getTemplate)},
+		{name: "updateTemplate", method: "PUT", pattern: "/v1/templates/{name}", perm: PermTemplatesManage, status: http.StatusOK,
+			summary: "Store a new version of a provisioning template", endpoint: withBody((*Server).updateTemplate)},
+		{name: "deleteTemplate", method: "DELETE", pattern: "/v1/templates/{name}", perm: PermTemplatesManage, status: http.StatusNoContent,
+			summary: "Delete a provisioning template (issued certificates keep naming it)", endpoint: noContent((*Server).deleteTemplate)},
+
+		{name: "listApprovals", method: "GET", pattern: "/v1/approvals", perm: PermApprovalsManage, status: http.StatusOK,
+			summary: "Provisioning requests waiting for manual approval", endpoint: noBody((*Server).listApprovals)},
+		{name: "approve", method: "POST", pattern: "/v1/approvals/approve", perm: PermApprovalsManage, status: http.StatusOK,
+			summary: "Approve provisioning requests", endpoint: withBody((*Server).approve)},
+		{name: "reject", method: "POST", pattern: "/v1/approvals/reject", perm: PermApprovalsManage, status: http.StatusOK,
+			summary: "Reject provisioning requests, with a reason", endpoint: withBody((*Server).reject)},
+
+		{name: "createClaim", method: "POST", pattern: "/v1/claims", perm: PermClaimsCreate, status: http.StatusCreated,
+			summary: "Create a short-lived, single-use claim for a device without a birth certificate", endpoint: withBody((*Server).createClaim)},
 
 		{name: "createToken", method: "POST", pattern: "/v1/tokens", perm: PermTokensManage, status: http.StatusCreated,
 			summary: "Create an API token; the secret is shown once", endpoint: withBody((*Server).createToken)},

@@ -30,6 +30,7 @@ func TestRouteTable(t *testing.T) {
 		}
 		want := int64(0)
 		switch {
+		case rt.stream: // rows are bounded one by one instead
 		case rt.in != nil && strings.HasPrefix(rt.pattern, "/v1/devices"):
 			want = 1 << 20
 		case rt.in != nil:

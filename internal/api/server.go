@@ -11,7 +11,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/muster-iot/muster/internal/ca"
 	"github.com/muster-iot/muster/internal/fleet"
+	"github.com/muster-iot/muster/internal/mfg/batch"
+	"github.com/muster-iot/muster/internal/pki"
 	"github.com/muster-iot/muster/internal/store"
 )
 
@@ -39,12 +42,60 @@ type TokenStore interface {
 	RevokeToken(ctx context.Context, id, actor string) error
 }
 
+// CertificateStore reads the certificates Muster issued.
+type CertificateStore interface {
+	CertificatesByDevice(ctx context.Context, deviceID string) ([]store.Certificate, error)
+	CertificateStatus(ctx context.Context, caID, serial string) (*store.Certificate, error)
+}
+
+// Revoker revokes certificates with RFC 5280 reason codes.
+// *revocation.Service applies a revocation to its own node before it
+// returns; *store.Store only records it, and every node applies it within
+// its revocation refresh interval.
+type Revoker interface {
+	RevokeCertificate(ctx context.Context, caID, serial string, reason int, actor string) error
+	RevokeDeviceCertificates(ctx context.Context, deviceID string, reason int, actor string) (int, error)
+}
+
+// FactoryStore reads registered factories; they are created through the
+// CA registry, which gives each its CA.
+type FactoryStore interface {
+	GetFactory(ctx context.Context, name string) (*store.Factory, error)
+	ListFactories(ctx context.Context) ([]store.Factory, error)
+}
+
+// BatchStore records manufacturing batches; the batch processor writes the
+// units through batch.Registry.
+type BatchStore interface {
+	batch.Registry
+	CreateBatch(ctx context.Context, b *store.Batch, actor string) error
+	FinishBatch(ctx context.Context, id, status string, totals store.BatchTotals) error
+	GetBatch(ctx context.Context, id string) (*store.Batch, error)
+}
+
 // Store is everything the API needs from storage; *store.Store satisfies it.
 type Store interface {
 	DeviceStore
 	HistoryStore
 	TokenStore
+	CertificateStore
+	Revoker
+	FactoryStore
+	BatchStore
+	ProvisioningStore
 }
+
+// CARegistry is the CA registry as the API uses it; *ca.Registry has it.
+type CARegistry interface {
+	batch.Authorities
+	AddFactory(ctx context.Context, req ca.FactoryRequest, actor string) (*ca.Authority, error)
+	Challenge(ctx context.Context, factory string, ttl time.Duration, actor string) (*store.Challenge, error)
+	List(ctx context.Context, f store.CAFilter) ([]store.CA, error)
+	Chains(ctx context.Context) ([]ca.Chain, error)
+	Rotate(ctx context.Context, p pki.Purpose, factory string, overlap time.Duration, actor string) (*ca.Authority, error)
+}
+
+var _ CARegistry = (*ca.Registry)(nil)
 
 // The SQL store is the production implementation; say so at compile time.
 var _ Store = (*store.Store)(nil)
@@ -58,12 +109,25 @@ type Config struct {
 	// Now is the clock for timestamps the API fills in and for token
 	// expiry; nil means time.Now. Tests pin it.
 	Now func() time.Time
+	// Revoker revokes certificates; nil means Store. Nodes pass their
+	// revocation service, so a revocation applies to the node that made it
+	// before the API answers.
+	Revoker Revoker
+	// CAs is the CA registry behind factories, batches and the CA routes;
+	// without it those routes answer 503.
+	CAs CARegistry
+	// Batches tunes the batch processor, such as the validity of birth
+	// certificates.
+	Batches batch.Options
 }
 
 // Server serves the admin API. It holds no mutable state of its own, so one
 // Server may serve any number of concurrent requests.
 type Server struct {
 	store   Store
+	revoker Revoker
+	cas     CARegistry
+	batches *batch.Processor // nil without cas
 	log     *slog.Logger
 	now     func() time.Time
 	mux     *http.ServeMux
@@ -80,10 +144,18 @@ func New(cfg Config) *Server {
 		panic("api.New: Config.Store is required")
 	}
 	s := &Server{
-		store: cfg.Store,
-		log:   cfg.Logger,
-		now:   cfg.Now,
-		mux:   http.NewServeMux(),
+		store:   cfg.Store,
+		revoker: cfg.Revoker,
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		mux:     http.NewServeMux(),
+	}
+	if s.revoker == nil {
+		s.revoker = cfg.Store
+	}
+	if cfg.CAs != nil {
+		s.cas = cfg.CAs
+		s.batches = batch.NewProcessor(cfg.Store, cfg.CAs, cfg.Batches)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

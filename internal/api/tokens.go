@@ -41,6 +41,13 @@ func (s *Server) createToken(r *http.Request, in *tokenRequest) (tokenCreated, e
 		if err := fleet.ValidName("factory", in.Factory); err != nil {
 			return tokenCreated{}, err
 		}
+		// A manufacturer is scoped by its factory's models and serials, so
+		// the factory must be registered first.
+		if _, err := s.store.GetFactory(r.Context(), in.Factory); errors.Is(err, store.ErrNotFound) {
+			return tokenCreated{}, validationError("factory", "factory %q is not registered; register it first with muster factories add", in.Factory)
+		} else if err != nil {
+			return tokenCreated{}, err
+		}
 	case in.Factory != "":
 		return tokenCreated{}, validationError("factory", "only manufacturer tokens are scoped to a factory")
 	}

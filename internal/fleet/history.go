@@ -42,6 +42,9 @@ const (
 	EventDisposal     = "device.disposed"
 	EventTokenCreated = "token.created"
 	EventTokenRevoked = "token.revoked"
+	// EventCertificateRevoked records that one of the device's certificates
+	// was revoked (data: caId, serial, kind, reason).
+	EventCertificateRevoked = "certificate.revoked"
 )
 
 // Seal fills in PrevHash, Seq and Hash so that e follows prev in its chain.

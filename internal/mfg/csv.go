@@ -20,6 +20,7 @@ const (
 	colHardwareRevision
 	colBatch
 	colCSR
+	colCertificate
 	colQC
 	colAssembly
 	colBOM
@@ -29,7 +30,7 @@ const (
 )
 
 // csvColumnNames lists the accepted columns for error messages.
-const csvColumnNames = "serial, model, hardware_revision, batch, csr, qc, assembly, bom, firmware, attributes, qc.<test>"
+const csvColumnNames = "serial, model, hardware_revision, batch, csr, certificate, qc, assembly, bom, firmware, attributes, qc.<test>"
 
 // qcColumnPrefix starts a simple QC column such as qc.burn_in.
 const qcColumnPrefix = "qc."
@@ -50,6 +51,8 @@ func columnKindOf(name string) (columnKind, bool) {
 		return colBatch, true
 	case "csr":
 		return colCSR, true
+	case "certificate":
+		return colCertificate, true
 	case "qc":
 		return colQC, true
 	case "assembly":
@@ -179,6 +182,8 @@ func (c csvColumn) set(row *Row, v string) error {
 		row.Batch = v
 	case colCSR:
 		row.CSR = v
+	case colCertificate:
+		row.Certificate = v
 	case colQC:
 		return appendCell(v, &row.QC)
 	case colQCTest:

@@ -1,10 +1,12 @@
-// Package mfg holds the pure parts of manufacturing registration: factory
-// scopes, streaming manifest readers (CSV and JSON lines), per-model bills of
-// materials, the mapping from a manifest row to a fleet.Device, CSR PEM
-// decoding, per-row results and the on-disk report a CLI writes.
+// Package mfg holds the pure parts of the manufacturing line: factory
+// scopes, streaming manifest readers (CSV and JSON lines) and a generator
+// for trying them out, per-model bills of materials, the mapping from a
+// manifest row to a fleet.Device, key modes, CSR PEM decoding, per-row
+// results and the on-disk report a CLI writes.
 //
-// Nothing here touches a database or a CA. The batch processor combines these
-// parts with the store and the PKI; keeping them pure lets every row rule be
-// tested exhaustively and lets manifests of any size stream through in
-// constant memory.
+// Nothing here touches a database or a CA, and nothing but the standard
+// library and package fleet is imported: every row rule can be tested
+// exhaustively, manifests of any size stream through in constant memory,
+// and the SDK can share these types. The batch processor that combines them
+// with the store and the PKI is package mfg/batch.
 package mfg

@@ -27,24 +27,30 @@ type Row struct {
 	// Batch defaults to the batch id when empty.
 	Batch string `json:"batch,omitempty"`
 	// CSR is a PEM certificate request made on the device (key mode csr).
-	CSR        string                  `json:"csr,omitempty"`
-	QC         []fleet.QCResult        `json:"qc,omitempty"`
-	Assembly   []fleet.AssemblyStep    `json:"assembly,omitempty"`
-	BOM        json.RawMessage         `json:"bom,omitempty"` // CycloneDX JSON; the model's BOM when empty
-	Firmware   []fleet.FirmwareVersion `json:"firmware,omitempty"`
-	Attributes map[string]string       `json:"attributes,omitempty"`
+	CSR string `json:"csr,omitempty"`
+	// Certificate is the PEM birth certificate the maker's own CA issued
+	// (key mode register, for factories with an external CA).
+	Certificate string                  `json:"certificate,omitempty"`
+	QC          []fleet.QCResult        `json:"qc,omitempty"`
+	Assembly    []fleet.AssemblyStep    `json:"assembly,omitempty"`
+	BOM         json.RawMessage         `json:"bom,omitempty"` // CycloneDX JSON; the model's BOM when empty
+	Firmware    []fleet.FirmwareVersion `json:"firmware,omitempty"`
+	Attributes  map[string]string       `json:"attributes,omitempty"`
 }
 
 // Row error codes, as they appear in RowError.Code and Result.Code.
 const (
-	CodeParse      = "parse"       // the row is not well-formed CSV or JSON
-	CodeTooLarge   = "too_large"   // the row is larger than MaxRowSize
-	CodeValidation = "validation"  // a value is not acceptable (see Field)
-	CodeScope      = "scope"       // model or serial outside the factory's scope
-	CodeBOM        = "bom"         // the CycloneDX document is not valid
-	CodeCSRMissing = "csr_missing" // key mode csr and the row has no CSR
-	CodeCSRInvalid = "csr_invalid" // the CSR is not usable
-	CodeInternal   = "internal"    // Muster failed, not the row
+	CodeParse       = "parse"               // the row is not well-formed CSV or JSON
+	CodeTooLarge    = "too_large"           // the row is larger than MaxRowSize
+	CodeValidation  = "validation"          // a value is not acceptable (see Field)
+	CodeScope       = "scope"               // model or serial outside the factory's scope
+	CodeBOM         = "bom"                 // the CycloneDX document is not valid
+	CodeCSRMissing  = "csr_missing"         // key mode csr and the row has no CSR
+	CodeCSRInvalid  = "csr_invalid"         // the CSR is not usable
+	CodeKeyReused   = "key_reused"          // the public key is another device's
+	CodeCertMissing = "certificate_missing" // key mode register and the row has no certificate
+	CodeCertInvalid = "certificate_invalid" // the maker's certificate is not usable
+	CodeInternal    = "internal"            // Muster failed, not the row
 )
 
 // RowError is why one row was refused. It carries the row's line and serial

@@ -8,19 +8,25 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/muster-iot/muster/internal/api"
+	"github.com/muster-iot/muster/internal/revocation"
 	"github.com/muster-iot/muster/internal/store"
 )
 
 // Server is a running Muster node.
 type Server struct {
-	cfg   Config
-	store *store.Store
-	cas   *authorities
-	api   *http.Server
-	apiLn net.Listener
+	cfg    Config
+	store  *store.Store
+	cas    *authorities
+	rev    *revocation.Service
+	api    *http.Server
+	apiLn  net.Listener
+	device *DeviceListener
+	pki    *http.Server
+	pkiLn  net.Listener
 }
 
 // New initialises the data directory, opens the store, loads or creates the
@@ -39,14 +45,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, store: st}
 	if err := s.init(ctx); err != nil {
-		st.Close()
+		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
 func (s *Server) init(ctx context.Context) error {
-	cas, err := loadOrCreateAuthorities(ctx, s.cfg)
+	log := s.cfg.logger()
+	cas, err := openAuthorities(ctx, s.cfg, s.store)
 	if err != nil {
 		return err
 	}
@@ -57,6 +64,12 @@ func (s *Server) init(ctx context.Context) error {
 	if err := ensureAdminToken(ctx, s.store, s.cfg); err != nil {
 		return err
 	}
+	s.rev, err = revocation.New(revocation.Config{Store: s.store, Issuers: cas.registry, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	// Admin API.
 	cert, err := s.serverCertificate(ctx, s.cfg.APIAddr)
 	if err != nil {
 		return err
@@ -66,8 +79,35 @@ func (s *Server) init(ctx context.Context) error {
 		return fmt.Errorf("admin API: listen on %s: %w (is another muster running? use --api-addr)", s.cfg.APIAddr, err)
 	}
 	s.apiLn = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-	handler := api.New(api.Config{Store: s.store, Logger: s.cfg.logger()}).Handler()
-	s.api = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
+	handler := api.New(api.Config{Store: s.store, Logger: log, Revoker: s.rev, CAs: cas.registry}).Handler()
+	s.api = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+
+	// Device listener: client certificates required, checked at the handshake.
+	s.device, err = NewDeviceListener(ctx, DeviceListenerConfig{
+		Addr: s.cfg.DeviceAddr, Trust: cas.registry, Revocation: s.rev, Devices: s.rev,
+		PKI: revocation.PKIHandler(s.rev), Logger: log,
+		ServerCertificate: func(ctx context.Context) (tls.Certificate, error) {
+			return s.serverCertificate(ctx, s.cfg.DeviceAddr)
+		},
+	})
+	if err != nil {
+		return err
+	}
+
+	// CRLs and OCSP over plain HTTP, as their clients expect.
+	if s.cfg.PKIAddr != "" {
+		s.pkiLn, err = net.Listen("tcp", s.cfg.PKIAddr)
+		if err != nil {
+			return fmt.Errorf("PKI listener: listen on %s: %w (use --pki-addr, or --pki-addr '' to disable it)", s.cfg.PKIAddr, err)
+		}
+		s.pki = &http.Server{Handler: revocation.PKIHandler(s.rev), ReadHeaderTimeout: 10 * time.Second}
+		if err := writeFileAtomic(s.cfg.path("pki.addr"), []byte(s.pkiLn.Addr().String()+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := writeFileAtomic(s.cfg.path("device.addr"), []byte(s.device.Addr()+"\n"), 0o644); err != nil {
+		return err
+	}
 	// Clients on this host find the API through the data directory.
 	return writeFileAtomic(s.cfg.path("api.addr"), []byte(s.APIAddr()+"\n"), 0o644)
 }
@@ -75,39 +115,75 @@ func (s *Server) init(ctx context.Context) error {
 // APIAddr is the address the admin API listens on (useful with port 0).
 func (s *Server) APIAddr() string { return s.apiLn.Addr().String() }
 
+// DeviceAddr is the address of the device listener.
+func (s *Server) DeviceAddr() string { return s.device.Addr() }
+
 // Store gives tests and commands access to the node's store.
 func (s *Server) Store() *store.Store { return s.store }
 
 // Run serves until ctx is cancelled, then shuts down gracefully.
 func (s *Server) Run(ctx context.Context) error {
 	log := s.cfg.logger()
-	errc := make(chan error, 1)
-	go func() { errc <- s.api.Serve(s.apiLn) }()
-	log.Info("muster is running",
-		"admin_api", "https://"+s.APIAddr(),
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 4)
+	var wg sync.WaitGroup
+	serve := func(name string, fn func() error) {
+		wg.Go(func() {
+			if err := fn(); err != nil && !errors.Is(err, http.ErrServerClosed) && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		})
+	}
+	serve("revocation", func() error { return s.rev.Run(ctx) })
+	serve("admin API", func() error { return s.api.Serve(s.apiLn) })
+	serve("device listener", func() error { return s.device.Serve(ctx) })
+	if s.pki != nil {
+		serve("PKI listener", func() error { return s.pki.Serve(s.pkiLn) })
+	}
+	attrs := []any{
+		"admin_api", "https://" + s.APIAddr(),
+		"device_listener", "https://" + s.device.Addr(),
 		"data_dir", s.cfg.DataDir,
 		"database", s.store.Backend(),
 		"admin_token_file", s.cfg.path("admin.token"),
-		"ca_file", s.cfg.path("ca.pem"))
+		"ca_file", s.cfg.path("ca.pem"),
+	}
+	if s.pkiLn != nil {
+		attrs = append(attrs, "pki", "http://"+s.pkiLn.Addr().String())
+	}
+	log.Info("muster is running", attrs...)
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	cancel()
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
 	_ = s.api.Shutdown(shutdownCtx)
-	if cerr := s.store.Close(); err == nil {
-		err = cerr
+	if s.pki != nil {
+		_ = s.pki.Shutdown(shutdownCtx)
 	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
+	wg.Wait()
+	if cerr := s.Close(); err == nil {
+		err = cerr
 	}
 	return err
 }
 
 // Close releases what New acquired, for callers that never call Run.
 func (s *Server) Close() error {
-	s.apiLn.Close()
+	for _, ln := range []net.Listener{s.apiLn, s.pkiLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	if s.device != nil {
+		s.device.Close()
+	}
+	if s.cas != nil {
+		s.cas.close()
+	}
 	return s.store.Close()
 }

@@ -2,13 +2,20 @@ package store
 
 import (
 	"bufio"
+	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -110,40 +117,84 @@ func TestBenchRegistry(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	forEachBackendURL(t, func(t *testing.T, u string) {
-		s := openTestStore(t, u)
-		benchInsert(t, s, n)
+	run := func(t *testing.T, u string) {
+		stats := &batchStats{}
+		s, err := Open(t.Context(), Config{URL: u, Logger: slog.New(stats)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if have := countAll(t, s, "devices"); have > 0 {
+			t.Logf("INSERT %s: skipped, reusing %d devices", s.Backend(), have)
+		} else {
+			benchInsert(t, s, n)
+			t.Logf("INSERT %s: writer waited %v for preparation in %d batches", s.Backend(), stats.waited.Round(time.Millisecond), stats.batches)
+		}
 		if os.Getenv("MUSTER_BENCH_LIST") != "0" {
 			benchList(t, s)
 		}
-	})
+	}
+	// MUSTER_BENCH_REUSE=DIR keeps the loaded fleet (SQLite in DIR, PostgreSQL
+	// in schema muster_bench) and reuses it on the next run, to iterate on
+	// queries without reloading.
+	if dir := os.Getenv("MUSTER_BENCH_REUSE"); dir != "" {
+		t.Run("sqlite", func(t *testing.T) { run(t, "sqlite://"+filepath.Join(dir, "muster.db")) })
+		t.Run("postgres", func(t *testing.T) { run(t, pgBenchURL(t)) })
+		return
+	}
+	forEachBackendURL(t, run)
 }
 
 func benchInsert(t *testing.T, s *Store, n int) {
 	ctx := t.Context()
 	boms := benchBOMs()
 	at := time.Now().UTC()
-	var inStore time.Duration
-	start := time.Now()
-	for lo := 0; lo < n; lo += benchBatch {
-		ds := make([]*fleet.Device, 0, benchBatch)
-		for i := lo; i < min(lo+benchBatch, n); i++ {
-			ds = append(ds, benchDevice(i, boms, at))
-		}
-		t0 := time.Now()
-		if _, err := s.CreateDevices(ctx, ds, "bench"); err != nil {
-			t.Fatalf("CreateDevices at %d: %v", lo, err)
-		}
-		inStore += time.Since(t0)
-		if (lo/benchBatch)%40 == 39 {
-			t.Logf("%s: %d devices after %v", s.Backend(), lo+benchBatch, time.Since(start).Round(time.Millisecond))
+	// MUSTER_BENCH_WRITERS callers share the batches, as concurrent
+	// API requests or import jobs would.
+	writers := 1
+	if v := os.Getenv("MUSTER_BENCH_WRITERS"); v != "" {
+		var err error
+		if writers, err = strconv.Atoi(v); err != nil || writers < 1 {
+			t.Fatalf("MUSTER_BENCH_WRITERS=%q", v)
 		}
 	}
+	var next atomic.Int64
+	var inStore atomic.Int64
+	cpu0, pg0 := cpuTime(), postgresCPU()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for {
+				lo := int(next.Add(benchBatch) - benchBatch)
+				if lo >= n {
+					return
+				}
+				ds := make([]*fleet.Device, 0, benchBatch)
+				for i := lo; i < min(lo+benchBatch, n); i++ {
+					ds = append(ds, benchDevice(i, boms, at))
+				}
+				t0 := time.Now()
+				if _, err := s.CreateDevices(ctx, ds, "bench"); err != nil {
+					t.Errorf("CreateDevices at %d: %v", lo, err)
+					return
+				}
+				inStore.Add(int64(time.Since(t0)))
+				if (lo/benchBatch)%40 == 39 {
+					t.Logf("%s: %d devices after %v", s.Backend(), lo+benchBatch, time.Since(start).Round(time.Millisecond))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
 	elapsed := time.Since(start)
-	t.Logf("INSERT %s: %d devices in %v (%v inside CreateDevices), %.0f devices/s, peak RSS %s, GOMAXPROCS %d",
-		s.Backend(), n, elapsed.Round(time.Millisecond), inStore.Round(time.Millisecond),
-		float64(n)/elapsed.Seconds(), vmHWM(t), runtime.GOMAXPROCS(0))
-	t.Logf("DEBUG %v", DebugTimes)
+	t.Logf("INSERT %s: %d devices in %v by %d writers (%v inside CreateDevices), %.0f devices/s, peak RSS %s, process CPU %v, PostgreSQL server CPU %v, GOMAXPROCS %d",
+		s.Backend(), n, elapsed.Round(time.Millisecond), writers, time.Duration(inStore.Load()).Round(time.Millisecond),
+		float64(n)/elapsed.Seconds(), vmHWM(t), (cpuTime() - cpu0).Round(time.Millisecond),
+		(postgresCPU() - pg0).Round(time.Millisecond), runtime.GOMAXPROCS(0))
 	t0 := time.Now()
 	if err := s.Optimize(ctx); err != nil {
 		t.Fatalf("Optimize: %v", err)
@@ -234,6 +285,81 @@ func percentiles(d []time.Duration) (p50, p99, worst time.Duration) {
 		return s[min(len(s)-1, int(p*float64(len(s))))].Round(10 * time.Microsecond)
 	}
 	return at(0.50), at(0.99), s[len(s)-1].Round(10 * time.Microsecond)
+}
+
+// pgBenchURL is the URL of the schema muster_bench, created if need be and
+// kept after the test.
+func pgBenchURL(t *testing.T) string {
+	base := os.Getenv(pgEnv)
+	if base == "" {
+		t.Skip(pgSkip)
+	}
+	admin := pgAdmin(t, base)
+	defer admin.Close()
+	if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA IF NOT EXISTS muster_bench"); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", "muster_bench")
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// batchStats sums what CreateDevices logs about each batch.
+type batchStats struct {
+	mu      sync.Mutex
+	batches int
+	waited  time.Duration
+}
+
+func (*batchStats) Enabled(context.Context, slog.Level) bool { return true }
+func (b *batchStats) WithAttrs([]slog.Attr) slog.Handler     { return b }
+func (b *batchStats) WithGroup(string) slog.Handler          { return b }
+func (b *batchStats) Handle(_ context.Context, r slog.Record) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "waitedForPreparation" {
+			b.batches++
+			b.waited += a.Value.Duration()
+		}
+		return true
+	})
+	return nil
+}
+
+// cpuTime is the user and system CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// postgresCPU is the CPU time used so far by every process named postgres
+// on this machine (all of them, not only this benchmark's).
+func postgresCPU() time.Duration {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var ticks int64
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), "(postgres)") {
+			continue
+		}
+		f := strings.Fields(string(b)[strings.LastIndexByte(string(b), ')')+1:])
+		// After the command: state is field 3, utime 14 and stime 15.
+		if len(f) > 13 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			s, _ := strconv.ParseInt(f[12], 10, 64)
+			ticks += u + s
+		}
+	}
+	return time.Duration(ticks) * (time.Second / 100) // USER_HZ
 }
 
 // vmHWM is the process's peak resident set size, from /proc.

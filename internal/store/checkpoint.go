@@ -19,10 +19,13 @@ const (
 	// checkpointEvery is how often the checkpointer runs when nothing
 	// prompts it.
 	checkpointEvery = time.Second
-	// maxWALBytes is the WAL size at which the writer stops and checkpoints
-	// itself, should the checkpointer fall behind (a reader holding an old
-	// snapshot keeps it from finishing).
-	maxWALBytes = 1 << 30
+	// maxWALBytes is the WAL size at which the writer makes the WAL start
+	// over. The checkpointer copies pages back but cannot rewind the WAL
+	// while the writer keeps appending: under steady writes it would grow
+	// without end, and every read would search an ever larger WAL index.
+	// RESTART waits for the checkpointer's last copies and for readers to
+	// move on; it finds most pages copied already.
+	maxWALBytes = 256 << 20
 )
 
 type checkpointer struct {

@@ -3,9 +3,12 @@ package store
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/muster-iot/muster/internal/fleet"
@@ -17,8 +20,26 @@ const maxBatchRetries = 3
 
 // batchChunk is how many devices are prepared and written together: enough
 // for multi-row INSERTs and COPY to pay off, few enough that writing one
-// chunk overlaps preparing the next.
-const batchChunk = 1000
+// chunk overlaps preparing the next. The first chunk is smaller, since the
+// database idles until it is ready.
+const (
+	batchChunk      = 1000
+	firstBatchChunk = 250
+)
+
+// chunkBounds splits n devices into chunks: chunk c is [b[c], b[c+1]).
+func chunkBounds(n int) []int {
+	b := []int{0}
+	for lo := 0; lo < n; {
+		size := batchChunk
+		if lo == 0 {
+			size = firstBatchChunk
+		}
+		lo = min(lo+size, n)
+		b = append(b, lo)
+	}
+	return b
+}
 
 // CreateDevices registers many devices in one transaction: the path for
 // manufacturing manifests. It is idempotent: a device whose factory, model
@@ -29,6 +50,17 @@ const batchChunk = 1000
 // with an error naming its index (errors.As finds the *fleet.FieldError);
 // nothing is written then.
 func (s *Store) CreateDevices(ctx context.Context, ds []*fleet.Device, actor string) (inserted []bool, err error) {
+	return s.createDevices(ctx, ds, actor, nil)
+}
+
+// afterInsert writes what goes with a batch of new devices, inside the
+// transaction that inserted them: created[i] is the new record of ds[i], or
+// nil when ds[i] was not inserted. It runs again if the transaction is
+// retried.
+type afterInsert func(ctx context.Context, t *txn, created []*fleet.Device) error
+
+// createDevices is CreateDevices with an afterInsert hook (nil for none).
+func (s *Store) createDevices(ctx context.Context, ds []*fleet.Device, actor string, after afterInsert) (inserted []bool, err error) {
 	if len(ds) == 0 {
 		return []bool{}, nil
 	}
@@ -37,15 +69,19 @@ func (s *Store) CreateDevices(ctx context.Context, ds []*fleet.Device, actor str
 			return nil, fmt.Errorf("devices[%d]: store: nil device", i)
 		}
 	}
-	b := newBatch(ds)
+	now := s.clock()
+	b := newBatch(ds, now)
 	// Preparing (validation, JSON, hashing) and looking up which devices
 	// exist already run on other goroutines, chunk by chunk, while this one
 	// writes the chunks that are ready: the write transaction, which SQLite
 	// serialises, carries nothing but writes.
-	p := b.start(ctx, s, actor)
+	p := b.start(ctx, s, actor, now)
 	defer p.halt()
 
-	for attempt := 1; ; attempt++ {
+	start := time.Now()
+	var waited time.Duration // for chunks to be prepared
+	attempt := 1
+	for ; ; attempt++ {
 		inserted = make([]bool, len(ds))
 		err = s.inTx(ctx, func(t *txn) error {
 			var inTx map[devKey]*fleet.Device
@@ -58,14 +94,16 @@ func (s *Store) CreateDevices(ctx context.Context, ds []*fleet.Device, actor str
 				}
 			}
 			for c := range p.ready {
+				t0 := time.Now()
 				nds, found, err := p.wait(ctx, c)
+				waited += time.Since(t0)
 				if err != nil {
 					return err
 				}
 				if inTx != nil {
 					found = inTx
 				}
-				lo := c * batchChunk
+				lo := p.bounds[c]
 				fresh := make([]*newDevice, 0, len(nds))
 				for j, nd := range nds {
 					i := lo + j
@@ -83,7 +121,16 @@ func (s *Store) CreateDevices(ctx context.Context, ds []*fleet.Device, actor str
 					return err
 				}
 			}
-			return nil
+			if after == nil {
+				return nil
+			}
+			created := make([]*fleet.Device, len(ds))
+			for i, ok := range inserted {
+				if ok {
+					created[i] = p.nds[i].rec.dev
+				}
+			}
+			return after(ctx, t, created)
 		})
 		if err == nil {
 			break
@@ -97,6 +144,10 @@ func (s *Store) CreateDevices(ctx context.Context, ds []*fleet.Device, actor str
 		s.log.DebugContext(ctx, "store: batch collided with a concurrent writer; retrying", "attempt", attempt)
 	}
 
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.DebugContext(ctx, "store: devices batch written", "devices", len(ds), "inserted", count(inserted),
+			"attempts", attempt, "elapsed", time.Since(start), "waitedForPreparation", waited)
+	}
 	for i := range ds {
 		first := b.firstOf[i]
 		src := b.stored[first]
@@ -124,10 +175,18 @@ type batch struct {
 	keys []devKey
 	// stored[i] is the already registered device of first entry i.
 	stored []*fleet.Device
+	// ids[i] is the id entry i gets if it has none. They ascend with i, so
+	// the batch appends to every index that ends in the device id instead
+	// of inserting all over it.
+	ids []string
 }
 
-func newBatch(ds []*fleet.Device) *batch {
-	b := &batch{ds: ds, firstOf: make([]int, len(ds)), stored: make([]*fleet.Device, len(ds))}
+func newBatch(ds []*fleet.Device, now time.Time) *batch {
+	b := &batch{ds: ds, firstOf: make([]int, len(ds)), stored: make([]*fleet.Device, len(ds)), ids: make([]string, len(ds))}
+	for i := range b.ids {
+		b.ids[i] = fleet.NewID("dev_", now)
+	}
+	slices.Sort(b.ids)
 	seen := make(map[devKey]int, len(ds))
 	for i, d := range ds {
 		k := keyOf(d) // preparing does not change a key
@@ -147,9 +206,10 @@ func newBatch(ds []*fleet.Device) *batch {
 // preparer prepares a batch chunk by chunk on background goroutines and
 // looks up which of each chunk's devices are registered already.
 type preparer struct {
-	b    *batch
-	nds  []*newDevice
-	errs []error
+	// bounds delimit the chunks (see chunkBounds).
+	bounds []int
+	nds    []*newDevice
+	errs   []error
 	// found[c] are chunk c's devices registered already; lookupErr[c] is
 	// why they could not be looked up.
 	found     []map[devKey]*fleet.Device
@@ -159,11 +219,12 @@ type preparer struct {
 	once      sync.Once
 }
 
-func (b *batch) start(ctx context.Context, s *Store, actor string) *preparer {
+func (b *batch) start(ctx context.Context, s *Store, actor string, now time.Time) *preparer {
 	n := len(b.ds)
-	chunks := (n + batchChunk - 1) / batchChunk
+	bounds := chunkBounds(n)
+	chunks := len(bounds) - 1
 	p := &preparer{
-		b:         b,
+		bounds:    bounds,
 		nds:       make([]*newDevice, n),
 		errs:      make([]error, n),
 		found:     make([]map[devKey]*fleet.Device, chunks),
@@ -174,7 +235,6 @@ func (b *batch) start(ctx context.Context, s *Store, actor string) *preparer {
 	for c := range p.ready {
 		p.ready[c] = make(chan struct{})
 	}
-	now := s.clock()
 	// Chunks are claimed in order, so the writer rarely waits for a chunk
 	// behind one that is still being prepared.
 	var next atomic.Int64
@@ -191,10 +251,10 @@ func (b *batch) start(ctx context.Context, s *Store, actor string) *preparer {
 					return
 				default:
 				}
-				lo, hi := c*batchChunk, min((c+1)*batchChunk, n)
+				lo, hi := bounds[c], bounds[c+1]
 				var keys []devKey
 				for i := lo; i < hi; i++ {
-					p.nds[i], p.errs[i] = prepareNew(b.ds[i], actor, now, boms)
+					p.nds[i], p.errs[i] = prepareNew(b.ds[i], b.ids[i], actor, now, boms)
 					if k := keyOf(b.ds[i]); b.firstOf[i] == i && p.errs[i] == nil {
 						keys = append(keys, k)
 					}
@@ -216,7 +276,7 @@ func (p *preparer) wait(ctx context.Context, c int) ([]*newDevice, map[devKey]*f
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
-	lo, hi := c*batchChunk, min((c+1)*batchChunk, len(p.nds))
+	lo, hi := p.bounds[c], p.bounds[c+1]
 	for i := lo; i < hi; i++ {
 		if p.errs[i] != nil {
 			return nil, nil, fmt.Errorf("devices[%d]: %w", i, p.errs[i])
@@ -238,4 +298,14 @@ func cloneDevice(d *fleet.Device) (*fleet.Device, error) {
 		return nil, err
 	}
 	return r.decode()
+}
+
+func count(bs []bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }

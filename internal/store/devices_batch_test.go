@@ -127,3 +127,38 @@ func TestCreateDevicesConcurrentOverlap(t *testing.T) {
 		}
 	})
 }
+
+func TestChunkBounds(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want []int
+	}{
+		{1, []int{0, 1}},
+		{firstBatchChunk, []int{0, firstBatchChunk}},
+		{firstBatchChunk + 1, []int{0, firstBatchChunk, firstBatchChunk + 1}},
+		{firstBatchChunk + 2*batchChunk, []int{0, firstBatchChunk, firstBatchChunk + batchChunk, firstBatchChunk + 2*batchChunk}},
+	} {
+		mustEqual(t, fmt.Sprintf("chunkBounds(%d)", tc.n), chunkBounds(tc.n), tc.want)
+	}
+}
+
+// TestCreateDevicesLateFailure fails a batch on a device in its third chunk,
+// after the first chunks were written inside the transaction: nothing of
+// the batch may remain.
+func TestCreateDevicesLateFailure(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		bad := firstBatchChunk + batchChunk + 7
+		var ds []*fleet.Device
+		for i := range bad + 10 {
+			ds = append(ds, newTestDevice(fmt.Sprintf("SN-%05d", i)))
+		}
+		ds[bad].Identity.Model = "no spaces allowed"
+		_, err := s.CreateDevices(t.Context(), ds, "line-1")
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("devices[%d]", bad)) {
+			t.Fatalf("CreateDevices = %v, want an error naming devices[%d]", err, bad)
+		}
+		for _, table := range []string{"devices", "events", "device_groups", "device_tags", "device_attrs"} {
+			mustEqual(t, table+" rows", countAll(t, s, table), 0)
+		}
+	})
+}

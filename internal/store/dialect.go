@@ -40,6 +40,10 @@ type dialect interface {
 	bulkInsert(ctx context.Context, t *txn, rows *bulkRows) error
 	// maxParams is how many bind parameters one statement may carry.
 	maxParams() int
+	// unindexed wraps a column reference so the planner will not use an
+	// index for the condition it appears in, where the language has a way
+	// to say so.
+	unindexed(col string) string
 }
 
 // sqliteDialect targets modernc.org/sqlite. Writers are serialised by the
@@ -53,6 +57,9 @@ func (sqliteDialect) forUpdate(string) string    { return "" }
 
 // maxParams stays below SQLite's default limit of 32766 host parameters.
 func (sqliteDialect) maxParams() int { return 32000 }
+
+// unindexed uses SQLite's documented unary-plus idiom.
+func (sqliteDialect) unindexed(col string) string { return "+" + col }
 
 func (sqliteDialect) types() *strings.Replacer {
 	return strings.NewReplacer(
@@ -95,6 +102,10 @@ func (postgresDialect) forUpdate(alias string) string { return " FOR UPDATE OF "
 
 // maxParams stays below the protocol's limit of 65535 parameters.
 func (postgresDialect) maxParams() int { return 65000 }
+
+// unindexed has no PostgreSQL equivalent; ordering list queries by the
+// driving index's whole key steers PostgreSQL instead.
+func (postgresDialect) unindexed(col string) string { return col }
 
 func (postgresDialect) types() *strings.Replacer {
 	return strings.NewReplacer(

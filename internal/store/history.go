@@ -88,6 +88,44 @@ func (s *Store) AppendFleetEvent(ctx context.Context, typ, actor string, data an
 	return s.inTx(ctx, func(t *txn) error { return s.appendFleetEvent(ctx, t, typ, actor, raw) })
 }
 
+// appendDeviceEvents appends changes, in order, to a device's history inside
+// t without touching the device record: they record facts kept in other
+// tables, such as its certificates, so the version and document stay as
+// they are. Locking the device row orders the append against concurrent
+// updates, which move the same head. A missing device is ErrNotFound.
+func (s *Store) appendDeviceEvents(ctx context.Context, t *txn, deviceID, actor string, changes ...Change) error {
+	var seq int64
+	var hash string
+	err := t.queryRow(ctx, "SELECT head_seq, head_hash FROM devices d WHERE id = ?"+t.d.forUpdate("d"), deviceID).Scan(&seq, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("store: device %s: %w", deviceID, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("store: read history head of %s: %w", deviceID, err)
+	}
+	now := s.clock()
+	prev := chainHead(seq, hash)
+	for _, ch := range changes {
+		data, err := eventData(ch.Data)
+		if err != nil {
+			return err
+		}
+		e := fleet.Event{Subject: deviceID, Type: ch.Type, Actor: actor, At: now, Data: data}
+		e.Seal(prev)
+		if err := insertEvent(ctx, t, &e); err != nil {
+			return err
+		}
+		prev = &e
+	}
+	if prev == nil || prev.Seq == seq {
+		return nil
+	}
+	if _, err := t.exec(ctx, "UPDATE devices SET head_seq = ?, head_hash = ? WHERE id = ?", prev.Seq, prev.Hash, deviceID); err != nil {
+		return fmt.Errorf("store: advance history head of %s: %w", deviceID, err)
+	}
+	return nil
+}
+
 // appendFleetEvent appends to the fleet audit log inside t. Locking the head
 // row orders concurrent appends, so the chain never forks.
 func (s *Store) appendFleetEvent(ctx context.Context, t *txn, typ, actor string, data []byte) error {

@@ -52,6 +52,10 @@ func filterFleet(t *testing.T, s *Store) []*fleet.Device {
 				d.Manufacturing.BOM = []byte(testBOM)
 			case 1:
 				d.Manufacturing.BOM = []byte(espBOM)
+			case 2:
+				// One component name twice: still one match per device.
+				d.Manufacturing.BOM = []byte(`{"bomFormat":"CycloneDX","specVersion":"1.5","components":[` +
+					`{"type":"device","name":"esp32","version":"s2"},{"type":"device","name":"esp32","version":"s3"}]}`)
 			}
 		})
 		ds = append(ds, d)
@@ -161,8 +165,76 @@ func TestListFilters(t *testing.T) {
 				if !slices.Equal(paged, want) {
 					t.Fatalf("paged ListDevices(%+v)\n got  %v\n want %v", f, paged, want)
 				}
+				// Every plan the store may choose gives the same answer,
+				// also across pages.
+				q, err := newListQuery(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				plans := []string{""}
+				for _, term := range q.terms {
+					plans = append(plans, term.name)
+				}
+				for _, by := range plans {
+					var got []string
+					after := ""
+					for range 100 {
+						page, resume, err := s.listPage(ctx, q, by, after, 4)
+						if err != nil {
+							t.Fatalf("listPage by %q: %v", by, err)
+						}
+						got = append(got, serials(page)...)
+						if len(page) == 4 {
+							after = page[len(page)-1].ID
+						} else if after = resume; after == "" {
+							break
+						}
+					}
+					if !slices.Equal(got, want) {
+						t.Fatalf("listPage by %q\n got  %v\n want %v", by, got, want)
+					}
+				}
 			})
 		}
+		t.Run("small probes and scan windows", func(t *testing.T) {
+			// Tiny limits make every filter dense and every scan window
+			// end early: pages come back short or empty, yet following
+			// the cursors still yields every match once, in order.
+			defer func(p, w int) { s.probeCap, s.scanWindow = p, w }(s.probeCap, s.scanWindow)
+			s.probeCap, s.scanWindow = 2, 3
+			for _, f := range filters {
+				var want, got []string
+				for _, d := range all {
+					if matches(t, d, f) {
+						want = append(want, d.Identity.Serial)
+					}
+				}
+				cursor := ""
+				for range 1000 {
+					page, next, err := s.ListDevices(ctx, f, cursor, 2)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got = append(got, serials(page)...)
+					if cursor = next; cursor == "" {
+						break
+					}
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("ListDevices(%+v) with small windows\n got  %v\n want %v", f, got, want)
+				}
+				var walked []string
+				if err := s.EachDevice(ctx, f, func(d *fleet.Device) error {
+					walked = append(walked, d.Identity.Serial)
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(walked, want) {
+					t.Fatalf("EachDevice(%+v) with small windows\n got  %v\n want %v", f, walked, want)
+				}
+			}
+		})
 		t.Run("unknown state", func(t *testing.T) {
 			_, _, err := s.ListDevices(ctx, DeviceFilter{State: "actve"}, "", 0)
 			var fe *fleet.FieldError

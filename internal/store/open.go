@@ -48,11 +48,14 @@ type Store struct {
 	ckpt *checkpointer
 	now  func() time.Time
 	log  *slog.Logger
+	// probeCap and scanWindow tune how SQLite list queries are planned;
+	// they are probeCap and scanWindow, smaller only in tests.
+	probeCap, scanWindow int
 }
 
 // Open connects to the database cfg names and applies pending migrations.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	s := &Store{now: cfg.Now, log: cfg.Logger}
+	s := &Store{now: cfg.Now, log: cfg.Logger, probeCap: probeCap, scanWindow: scanWindow}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -174,6 +177,21 @@ func (s *Store) openPostgres(ctx context.Context, dsn string) error {
 	pc, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return fmt.Errorf("store: parse PostgreSQL URL: %w", err)
+	}
+	// Statements are prepared once per connection. After five runs
+	// PostgreSQL may switch to a plan made without the parameter values,
+	// and for list queries, where 'active' and 'rejected' call for different
+	// plans, that plan can be a hundred times slower.
+	// The store's queries read a few pages each; starting parallel workers
+	// for them costs more than it saves and, on a busy host, makes the
+	// slowest requests several times slower. A URL may still set these.
+	for param, value := range map[string]string{
+		"plan_cache_mode":                 "force_custom_plan",
+		"max_parallel_workers_per_gather": "0",
+	} {
+		if _, set := pc.RuntimeParams[param]; !set {
+			pc.RuntimeParams[param] = value
+		}
 	}
 	db := stdlib.OpenDB(*pc)
 	db.SetMaxOpenConns(4 * runtime.GOMAXPROCS(0))

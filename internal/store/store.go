@@ -1,7 +1,19 @@
 // Package store persists Muster's registry in SQLite (the embedded default)
 // or PostgreSQL (the scale-out store). One implementation serves both: the
-// SQL differs only where a Dialect says so, and one conformance suite runs
+// SQL differs only where a dialect says so, and one conformance suite runs
 // against both.
+//
+// Layout: a devices row holds the whole fleet.Device as JSON (doc) plus
+// copies of the fields lists filter on; BOMs are stored once per content
+// (boms, by SHA-256), byte for byte; side tables (device_groups,
+// device_tags, device_attrs, bom_components) index list-valued fields and
+// are rewritten with every device write; events holds the hash-chained
+// histories, whose heads live on the devices row and in fleet_head.
+//
+// Lists are keyset-paginated in id order. The store picks the filter that
+// drives each list query by counting index entries (see Store.plan) and
+// bounds the index entries one request reads, so a page may be short and
+// still not the last.
 package store
 
 import (

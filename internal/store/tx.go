@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 )
 
 // txn is one write transaction. It keeps its connection so the PostgreSQL
@@ -38,8 +37,6 @@ func (s *Store) inTx(ctx context.Context, fn func(t *txn) error) error {
 		}
 		return err
 	}
-	t0 := time.Now()
-	defer func() { DebugTimes["commit"] += time.Since(t0) }()
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}

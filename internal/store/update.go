@@ -23,46 +23,8 @@ import (
 func (s *Store) UpdateDevice(ctx context.Context, id string, expectVersion int64, actor string, fn func(*fleet.Device) (*Change, error)) (*fleet.Device, error) {
 	var out *fleet.Device
 	err := s.inTx(ctx, func(t *txn) error {
-		var doc string
-		var bom sql.NullString
-		var headSeq int64
-		var headHash string
-		err := t.queryRow(ctx, "SELECT d.doc, b.doc, d.head_seq, d.head_hash FROM devices d LEFT JOIN boms b ON b.sha256 = d.bom_sha256 WHERE d.id = ?"+t.d.forUpdate("d"), id).
-			Scan(&doc, &bom, &headSeq, &headHash)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("store: device %s: %w", id, ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("store: read device %s: %w", id, err)
-		}
-		old, err := decodeDevice(doc, bom)
-		if err != nil {
-			return err
-		}
-		if expectVersion > 0 && old.Version != expectVersion {
-			return fmt.Errorf("store: device %s is at version %d, not %d: %w", id, old.Version, expectVersion, ErrVersionMismatch)
-		}
-		oldComps, err := bomCache{}.components(old.Manufacturing.BOM)
-		if err != nil {
-			return fmt.Errorf("store: stored BOM of device %s: %w", id, err)
-		}
-		oldRec, err := newRecord(old, oldComps)
-		if err != nil {
-			return err
-		}
-		d, err := decodeDevice(doc, bom)
-		if err != nil {
-			return err
-		}
-		ch, err := fn(d)
-		if err != nil {
-			return err
-		}
-		if ch == nil {
-			out = old
-			return nil
-		}
-		out, err = s.writeUpdate(ctx, t, oldRec, d, headSeq, headHash, ch, actor)
+		var err error
+		out, err = s.updateInTx(ctx, t, id, expectVersion, actor, fn)
 		return err
 	})
 	if err != nil {
@@ -72,6 +34,50 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, expectVersion int64
 		return nil, err
 	}
 	return out, nil
+}
+
+// updateInTx is UpdateDevice inside t, for writers that change a device
+// together with other tables in one transaction.
+func (s *Store) updateInTx(ctx context.Context, t *txn, id string, expectVersion int64, actor string, fn func(*fleet.Device) (*Change, error)) (*fleet.Device, error) {
+	var doc string
+	var bom sql.NullString
+	var headSeq int64
+	var headHash string
+	err := t.queryRow(ctx, "SELECT d.doc, b.doc, d.head_seq, d.head_hash FROM devices d LEFT JOIN boms b ON b.sha256 = d.bom_sha256 WHERE d.id = ?"+t.d.forUpdate("d"), id).
+		Scan(&doc, &bom, &headSeq, &headHash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: device %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: read device %s: %w", id, err)
+	}
+	old, err := decodeDevice(doc, bom)
+	if err != nil {
+		return nil, err
+	}
+	if expectVersion > 0 && old.Version != expectVersion {
+		return nil, fmt.Errorf("store: device %s is at version %d, not %d: %w", id, old.Version, expectVersion, ErrVersionMismatch)
+	}
+	oldComps, err := bomCache{}.components(old.Manufacturing.BOM)
+	if err != nil {
+		return nil, fmt.Errorf("store: stored BOM of device %s: %w", id, err)
+	}
+	oldRec, err := newRecord(old, oldComps)
+	if err != nil {
+		return nil, err
+	}
+	d, err := decodeDevice(doc, bom)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := fn(d)
+	if err != nil {
+		return nil, err
+	}
+	if ch == nil {
+		return old, nil
+	}
+	return s.writeUpdate(ctx, t, oldRec, d, headSeq, headHash, ch, actor)
 }
 
 // updateDeviceSQL rewrites every devices column but id, which keys it;
