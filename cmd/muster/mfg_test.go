@@ -147,7 +147,8 @@ func TestCAInit(t *testing.T) {
 
 // TestReadmeManufacturing runs the README's manufacturing block: a factory,
 // its token, 1,000 devices in each key mode, the files on disk, openssl
-// verify against the exported chains and an idempotent resubmission.
+// verify against the exported chains, an idempotent resubmission, and a
+// revocation that openssl ocsp reports.
 func TestReadmeManufacturing(t *testing.T) {
 	text := runReadmeBlock(t, "manufacturing")
 	for _, want := range []string{
@@ -157,6 +158,9 @@ func TestReadmeManufacturing(t *testing.T) {
 		`batch-csr/SN-000001\.crt: OK`,   // openssl verify
 		`Registered +1000\n`,             // a batch
 		`Existing +1000\n`,               // the resubmission
+		`Response verify OK`,             // OCSP answer signed by the factory CA
+		`batch-csr/SN-000001\.crt: revoked`,
+		`Reason: keyCompromise`,
 	} {
 		if !regexp.MustCompile(want).MatchString(text) {
 			t.Errorf("manufacturing block output lacks %s:\n%s", want, text)

@@ -81,7 +81,7 @@ func (a *attempt) request(status string) store.ProvisioningRequest {
 func (p *Pipeline) queue(ctx context.Context, a *attempt) error {
 	from := a.dev.Lifecycle.State
 	q := a.request(store.RequestPending)
-	_, err := p.st.CommitProvisioning(ctx, &store.ProvisioningCommit{
+	_, err := p.batch.commit(ctx, &store.ProvisioningCommit{
 		Request: q,
 		Actor:   a.actor,
 		Update: func(d *fleet.Device) (*store.Change, error) {

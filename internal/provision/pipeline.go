@@ -26,7 +26,6 @@ type Store interface {
 	CreateDevice(ctx context.Context, d *fleet.Device, actor string) error
 	Template(ctx context.Context, name string) (*store.TemplateRecord, error)
 	ProvisioningRequests(ctx context.Context, requester, csrSHA256 string) (*store.ProvisioningRequest, []store.ProvisioningRequest, error)
-	CommitProvisioning(ctx context.Context, c *store.ProvisioningCommit) (*fleet.Device, error)
 	CommitProvisionings(ctx context.Context, cs []*store.ProvisioningCommit) ([]*fleet.Device, []error, error)
 	IssuedCertificate(ctx context.Context, q *store.ProvisioningRequest) (*store.Certificate, error)
 	RecordDeviceEvent(ctx context.Context, deviceID, actor string, ch store.Change) error
