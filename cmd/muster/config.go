@@ -45,6 +45,17 @@ func (g *globals) resolveConnection() (connection, error) {
 	}
 	conn.token = g.setting("token", "MUSTER_TOKEN")
 	if conn.token == "" {
+		// The data directory's admin token belongs to the server that wrote
+		// it: never send it to another server the user named.
+		if given := g.setting("server", "MUSTER_SERVER"); given != "" {
+			local, err := resolveServer("", dataDir)
+			if err != nil {
+				return conn, err
+			}
+			if local != conn.server {
+				return conn, fmt.Errorf("%w (the admin token in %s is for %s, not %s)", errNoToken, dataDir, local, conn.server)
+			}
+		}
 		b, err := readDataFile(dataDir, tokenFile)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):

@@ -101,3 +101,28 @@ func TestBadOutputFormat(t *testing.T) {
 		t.Fatalf("code %d, stderr %q", code, stderr)
 	}
 }
+
+// TestDataDirTokenStaysWithItsServer: the admin token found in a data
+// directory is never sent to a server the user named that is not the one
+// that wrote it.
+func TestDataDirTokenStaysWithItsServer(t *testing.T) {
+	isolateEnv(t)
+	var gotAuth string
+	other := fakeServer(t, map[string]func(http.ResponseWriter, *http.Request){
+		"GET /v1/whoami": func(w http.ResponseWriter, r *http.Request) {
+			gotAuth = r.Header.Get("Authorization")
+			_, _ = w.Write([]byte(`{"id":"tok_1","name":"x","role":"admin"}`))
+		},
+	})
+	local := fakeServer(t, nil)
+	dir := dataDirFor(t, local, "mst_local_admin")
+	caPath := filepath.Join(dir, caFile)
+	_, stderr, code := runCLI(t, "whoami", "--data-dir", dir, "--server", other.URL, "--ca-file", caPath)
+	if code != 1 || gotAuth != "" || !strings.Contains(stderr, "is for") {
+		t.Fatalf("code %d, token sent %q, stderr %q", code, gotAuth, stderr)
+	}
+	// Naming the data directory's own server is fine.
+	if _, stderr, code := runCLI(t, "whoami", "--data-dir", dir, "--server", local.URL); code == 1 && strings.Contains(stderr, "is for") {
+		t.Fatalf("own server refused: %q", stderr)
+	}
+}
