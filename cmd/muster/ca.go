@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/muster-iot/muster/client"
-	"github.com/muster-iot/muster/internal/pki"
 	"github.com/muster-iot/muster/internal/server"
 	"github.com/spf13/cobra"
 )
@@ -41,26 +40,11 @@ readable. Writes <data-dir>/ca.pem (the root certificate). Run it on the
 server host with the same --data-dir, --database-url and key settings as serve.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := fromEnv(cmd.Flags()); err != nil {
-				return err
-			}
-			log, err := f.logger()
+			cfg, err := f.config(cmd)
 			if err != nil {
 				return err
 			}
-			hsm, err := f.pkcs11Config()
-			if err != nil {
-				return err
-			}
-			cas, err := server.InitCA(cmd.Context(), server.Config{
-				DataDir:          dataDir(cmd),
-				DatabaseURL:      f.databaseURL,
-				CAPassphrase:     []byte(os.Getenv(pki.PassphraseEnv)),
-				CAPassphraseFile: f.passFile,
-				KeyAlgorithm:     f.keyAlg,
-				PKCS11:           hsm,
-				Logger:           log,
-			})
+			cas, err := server.InitCA(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}

@@ -89,6 +89,35 @@ func fromEnv(fs *pflag.FlagSet) error {
 	return err
 }
 
+// config turns the flags (and their MUSTER_* variables) into a server
+// configuration; serve and ca init share it so they open the same CAs.
+func (f *serverFlags) config(cmd *cobra.Command) (server.Config, error) {
+	if err := fromEnv(cmd.Flags()); err != nil {
+		return server.Config{}, err
+	}
+	log, err := f.logger()
+	if err != nil {
+		return server.Config{}, err
+	}
+	hsm, err := f.pkcs11Config()
+	if err != nil {
+		return server.Config{}, err
+	}
+	return server.Config{
+		DataDir:          dataDir(cmd),
+		DatabaseURL:      f.databaseURL,
+		PKCS11:           hsm,
+		APIAddr:          f.apiAddr,
+		DeviceAddr:       f.deviceAddr,
+		PKIAddr:          f.pkiAddr,
+		CAPassphrase:     []byte(os.Getenv(pki.PassphraseEnv)),
+		CAPassphraseFile: f.passFile,
+		KeyAlgorithm:     f.keyAlg,
+		TLSHosts:         f.tlsHosts,
+		Logger:           log,
+	}, nil
+}
+
 func (f *serverFlags) logger() (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
@@ -119,29 +148,9 @@ hierarchy (root, operational and server CAs), and an admin API token in
 Later starts reuse them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := fromEnv(cmd.Flags()); err != nil {
-				return err
-			}
-			log, err := f.logger()
+			cfg, err := f.config(cmd)
 			if err != nil {
 				return err
-			}
-			hsm, err := f.pkcs11Config()
-			if err != nil {
-				return err
-			}
-			cfg := server.Config{
-				DataDir:          dataDir(cmd),
-				DatabaseURL:      f.databaseURL,
-				PKCS11:           hsm,
-				APIAddr:          f.apiAddr,
-				DeviceAddr:       f.deviceAddr,
-				PKIAddr:          f.pkiAddr,
-				CAPassphrase:     []byte(os.Getenv(pki.PassphraseEnv)),
-				CAPassphraseFile: f.passFile,
-				KeyAlgorithm:     f.keyAlg,
-				TLSHosts:         f.tlsHosts,
-				Logger:           log,
 			}
 			srv, err := server.New(cmd.Context(), cfg)
 			if err != nil {
