@@ -74,7 +74,9 @@ func (a *Agent) exchange(ctx context.Context, kind string, cred *tls.Certificate
 			if err != nil {
 				return nil, fmt.Errorf("agent: gave up after %v: %w; retry later with the same directory to resume", a.cfg.MaxWait, lastErr)
 			}
-			return nil, fmt.Errorf("agent: gave up after %v (last answer %d); retry later with the same directory to resume", a.cfg.MaxWait, status)
+			what := map[int]string{http.StatusAccepted: "the request still waits for approval", http.StatusTooManyRequests: "still rate-limited",
+				http.StatusConflict: "another request of this device is in flight"}[status]
+			return nil, fmt.Errorf("agent: gave up after %v: %s (HTTP %d); retry later with the same directory to resume the same request", a.cfg.MaxWait, what, status)
 		}
 		select {
 		case <-ctx.Done():

@@ -167,3 +167,19 @@ func TestReadmeManufacturing(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeProvisioning runs the manufacturing block and then the
+// provisioning block: a template, one device provisioned and renewed with
+// the CLI device, and the whole minted batch through the simulator.
+func TestReadmeProvisioning(t *testing.T) {
+	text := runReadmeBlock(t, "manufacturing", "provisioning")
+	for _, want := range []string{
+		`sensor-y +SN-001001 +provisioned`,
+		`Provisioned +1000\n`, // the simulator: every minted device
+		`Failed +0\n`,
+	} {
+		if !regexp.MustCompile(want).MatchString(text) {
+			t.Errorf("provisioning block output lacks %s:\n%s", want, text)
+		}
+	}
+}

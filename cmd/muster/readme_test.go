@@ -28,11 +28,11 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 }
 
-// runReadmeBlock runs the README's shell block between <!-- name:start -->
-// and <!-- name:end --> verbatim against `muster serve` started the
-// README's way, in a scratch copy of the repository, and returns what it
-// printed.
-func runReadmeBlock(t *testing.T, name string) string {
+// runReadmeBlock runs the README's shell blocks between <!-- name:start -->
+// and <!-- name:end -->, one after the other, verbatim against one
+// `muster serve` started the README's way, in a scratch copy of the
+// repository, and returns what they printed.
+func runReadmeBlock(t *testing.T, names ...string) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -50,7 +50,10 @@ func runReadmeBlock(t *testing.T, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script := readmeBlock(t, string(readme), name)
+	var script strings.Builder
+	for _, name := range names {
+		script.WriteString(readmeBlock(t, string(readme), name) + "\n")
+	}
 
 	// A scratch copy of the repository (symlinks), so the walkthrough's
 	// files and ./muster-data do not land in the working tree.
@@ -63,7 +66,8 @@ func runReadmeBlock(t *testing.T, name string) string {
 		switch e.Name() {
 		case "muster-data", "muster", "bom.json", "qc.json", ".git",
 			// What the manufacturing block writes.
-			"device-keys", "csr-batch.csv", "mint-batch.csv", "batch-csr", "batch-mint", "batch-csr-again", "chains":
+			"device-keys", "csr-batch.csv", "mint-batch.csv", "batch-csr", "batch-mint", "batch-csr-again", "chains",
+			"template.yaml", "dev-1001":
 			continue
 		}
 		if err := os.Symlink(filepath.Join(root, e.Name()), filepath.Join(dir, e.Name())); err != nil {
@@ -97,12 +101,12 @@ func runReadmeBlock(t *testing.T, name string) string {
 	}()
 	waitForFile(t, filepath.Join(dir, "muster-data", "api.addr"))
 
-	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script.String())
 	cmd.Dir = dir
 	cmd.Env = cleanEnv()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("README %s block failed: %v\n%s", name, err, out)
+		t.Fatalf("README %s block failed: %v\n%s", strings.Join(names, "+"), err, out)
 	}
 	return string(out)
 }

@@ -17,9 +17,9 @@ import (
 // serverFlags are the settings of `muster serve` and `muster migrate`; each
 // flag also reads a MUSTER_* environment variable.
 type serverFlags struct {
-	databaseURL, apiAddr, deviceAddr, pkiAddr string
-	passFile, keyAlg, logLevel                string
-	tlsHosts                                  []string
+	databaseURL, apiAddr, deviceAddr, pkiAddr, region string
+	passFile, keyAlg, logLevel                        string
+	tlsHosts                                          []string
 	// pkcs11Module, pkcs11Token and pkcs11PINFile select an HSM for the CA
 	// keys (bindCA).
 	pkcs11Module, pkcs11Token, pkcs11PINFile string
@@ -33,6 +33,7 @@ func (f *serverFlags) bind(fs *pflag.FlagSet, withListeners bool) {
 	}
 	fs.StringVar(&f.apiAddr, "api-addr", "127.0.0.1:8443", "admin API HTTPS listen address (env MUSTER_API_ADDR)")
 	fs.StringVar(&f.deviceAddr, "device-addr", server.DefaultDeviceAddr, "device listener HTTPS address, client certificates required (env MUSTER_DEVICE_ADDR)")
+	fs.StringVar(&f.region, "region", server.DefaultRegion, "the region this node serves (env MUSTER_REGION)")
 	fs.StringVar(&f.pkiAddr, "pki-addr", "127.0.0.1:8080", "plain-HTTP address for CRLs and OCSP; empty disables it (env MUSTER_PKI_ADDR)")
 	f.bindCA(fs)
 	fs.StringSliceVar(&f.tlsHosts, "tls-host", nil, "extra DNS name or IP for the server's TLS certificates, repeatable (env MUSTER_TLS_HOSTS, comma-separated)")
@@ -110,6 +111,7 @@ func (f *serverFlags) config(cmd *cobra.Command) (server.Config, error) {
 		APIAddr:          f.apiAddr,
 		DeviceAddr:       f.deviceAddr,
 		PKIAddr:          f.pkiAddr,
+		Region:           f.region,
 		CAPassphrase:     []byte(os.Getenv(pki.PassphraseEnv)),
 		CAPassphraseFile: f.passFile,
 		KeyAlgorithm:     f.keyAlg,

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,10 +74,15 @@ func TestManualApproval(t *testing.T) {
 }
 
 func TestHook(t *testing.T) {
+	var mu sync.Mutex
 	var seen provision.HookRequest
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = json.NewDecoder(r.Body).Decode(&seen)
-		switch seen.Parameters["site"] {
+		var req provision.HookRequest
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		mu.Lock()
+		seen = req
+		mu.Unlock()
+		switch req.Parameters["site"] {
 		case "deny":
 			_ = json.NewEncoder(w).Encode(provision.HookResponse{Allow: false, Reason: "site is closed"})
 		case "slow":
@@ -116,6 +122,8 @@ func TestHook(t *testing.T) {
 				if resp.Configuration.Attributes["tier"] != "pro" {
 					t.Errorf("hook override not applied: %+v", resp.Configuration)
 				}
+				mu.Lock()
+				defer mu.Unlock()
 				if seen.Device.ID != dev.ID || seen.BirthCertificate == "" || seen.Template.Name != tmpl.Name || seen.Template.Version < 1 {
 					t.Errorf("hook saw %+v", seen)
 				}

@@ -31,10 +31,15 @@ type Config struct {
 	// PKIAddr serves CRLs and OCSP over plain HTTP, as RFC 5280 and RFC 6960
 	// clients expect; empty disables it (they are on DeviceAddr too).
 	PKIAddr string
+	// Region is the region this node serves; DefaultRegion when empty.
+	Region string
 	// PKCS11 selects an HSM for CA keys instead of encrypted key files.
 	PKCS11 *PKCS11Config
 	Logger *slog.Logger
 }
+
+// DefaultRegion is the region of a node started without --region.
+const DefaultRegion = "local"
 
 // PKCS11Config names an HSM token through its PKCS#11 module.
 type PKCS11Config struct {

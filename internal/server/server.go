@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/muster-iot/muster/internal/api"
+	"github.com/muster-iot/muster/internal/est"
+	"github.com/muster-iot/muster/internal/provision"
 	"github.com/muster-iot/muster/internal/revocation"
 	"github.com/muster-iot/muster/internal/store"
 )
@@ -79,8 +81,6 @@ func (s *Server) init(ctx context.Context) error {
 		return fmt.Errorf("admin API: listen on %s: %w (is another muster running? use --api-addr)", s.cfg.APIAddr, err)
 	}
 	s.apiLn = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-	handler := api.New(api.Config{Store: s.store, Logger: log, Revoker: s.rev, CAs: cas.registry}).Handler()
-	s.api = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 
 	// Device listener: client certificates required, checked at the handshake.
 	s.device, err = NewDeviceListener(ctx, DeviceListenerConfig{
@@ -94,6 +94,27 @@ func (s *Server) init(ctx context.Context) error {
 		return err
 	}
 
+	// One provisioning pipeline behind every front door: the JSON API and
+	// EST on the device listener, claims on the admin listener (a claimed
+	// device has no client certificate yet).
+	region := s.cfg.Region
+	if region == "" {
+		region = DefaultRegion
+	}
+	prov, err := provision.New(provision.Config{
+		Store: s.store, Issuer: provision.RegistryIssuer{Registry: cas.registry},
+		Region:    region,
+		Endpoints: provision.Endpoints{Provisioning: "https://" + advertised(s.device.Addr(), s.cfg.TLSHosts)},
+		Logger:    log,
+	})
+	if err != nil {
+		return err
+	}
+	provision.RegisterJSON(s.device, prov)
+	est.Register(s.device, prov, log)
+	handler := prov.ClaimHandler(api.New(api.Config{Store: s.store, Logger: log, Revoker: s.rev, CAs: cas.registry}).Handler())
+	s.api = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+
 	// CRLs and OCSP over plain HTTP, as their clients expect.
 	if s.cfg.PKIAddr != "" {
 		s.pkiLn, err = net.Listen("tcp", s.cfg.PKIAddr)
@@ -105,7 +126,8 @@ func (s *Server) init(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := writeFileAtomic(s.cfg.path("device.addr"), []byte(s.device.Addr()+"\n"), 0o644); err != nil {
+	// Devices and the device commands on this host find the listener here.
+	if err := writeFileAtomic(s.cfg.path("device.addr"), []byte(advertised(s.device.Addr(), s.cfg.TLSHosts)+"\n"), 0o644); err != nil {
 		return err
 	}
 	// Clients on this host find the API through the data directory.
@@ -186,4 +208,20 @@ func (s *Server) Close() error {
 		s.cas.close()
 	}
 	return s.store.Close()
+}
+
+// advertised is the host:port devices are told to use for a listener: the
+// first configured TLS host when the listener binds every interface.
+func advertised(addr string, hosts []string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+		if len(hosts) > 0 {
+			host = hosts[0]
+		}
+	}
+	return net.JoinHostPort(host, port)
 }

@@ -27,7 +27,7 @@ type decisionData struct {
 // PendingApprovals returns the requests waiting for an operator, oldest
 // first.
 func (s *Store) PendingApprovals(ctx context.Context) ([]ProvisioningRequest, error) {
-	rows, err := s.query(ctx, "SELECT "+requestCols+" FROM provisioning_requests WHERE status = ? ORDER BY id", RequestPending)
+	rows, err := s.query(ctx, "SELECT "+requestCols+" FROM provisioning_requests WHERE status = '"+RequestPending+"' ORDER BY id")
 	if err != nil {
 		return nil, fmt.Errorf("store: pending approvals: %w", err)
 	}

@@ -39,7 +39,10 @@ CREATE TABLE provisioning_requests (
 	decided_at  {{time}}
 );
 CREATE UNIQUE INDEX provisioning_requests_csr ON provisioning_requests (requester, csr_sha256);
-CREATE INDEX provisioning_requests_status ON provisioning_requests (status, id);
+-- Only pending requests are listed by status (the approvals queue); a
+-- partial index leaves the far more numerous issued ones out, so issuing
+-- does not write to it.
+CREATE INDEX provisioning_requests_pending ON provisioning_requests (id) WHERE status = 'pending';
 
 -- A short-lived, single-use claim an installer creates for a device that
 -- has no birth certificate. Only the SHA-256 of the secret is kept.
