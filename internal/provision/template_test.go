@@ -36,12 +36,12 @@ func TestParseTemplateErrorsNameTheField(t *testing.T) {
 }
 
 func TestTemplateDefaultsAndRendering(t *testing.T) {
-	tmpl, err := ParseTemplate([]byte(`{"name":"t","parameters":[{"name":"site","type":"string"},{"name":"n","type":"int","default":3}],
+	_, err := ParseTemplate([]byte(`{"name":"t","parameters":[{"name":"site","type":"string"},{"name":"n","type":"int","default":3}],
 		"device":{"attributes":{"where":"{{ param.site }}/{{device.serial}}","n":"{{param.n}}"},"groups":["g-{{param.missing_is_empty}}"]}}`))
 	if err == nil {
 		t.Fatal("a reference to an undeclared parameter was accepted")
 	}
-	tmpl, err = ParseTemplate([]byte(`{"name":"t","parameters":[{"name":"site","type":"string"},{"name":"n","type":"int","default":3}],
+	tmpl, err := ParseTemplate([]byte(`{"name":"t","parameters":[{"name":"site","type":"string"},{"name":"n","type":"int","default":3}],
 		"device":{"attributes":{"where":"{{ param.site }}/{{device.serial}}","n":"{{param.n}}"},"groups":["{{param.site}}"]}}`))
 	if err != nil {
 		t.Fatal(err)
