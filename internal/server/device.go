@@ -48,6 +48,12 @@ type DeviceListenerConfig struct {
 	// Devices, when set, lets the identity route name the device of a
 	// birth certificate.
 	Devices DeviceResolver
+	// Renewal, when set, names the requests on which an operational
+	// certificate that has expired (but is otherwise valid and unrevoked)
+	// is admitted, so that the template's renewal policy, not the TLS
+	// handshake, decides whether it may still renew. Every other request
+	// refuses it.
+	Renewal func(*http.Request) bool
 	Logger  *slog.Logger
 }
 
@@ -58,6 +64,7 @@ type DeviceListenerConfig struct {
 type DeviceListener struct {
 	verifier *pki.Verifier
 	devices  DeviceResolver
+	renewal  func(*http.Request) bool
 	mux      *http.ServeMux
 	srv      *http.Server
 	ln       net.Listener
@@ -69,7 +76,12 @@ type connIdentityKey struct{}
 
 // connIdentity is where the handshake leaves the identity it verified for
 // the requests of that connection, so they need not verify it again.
-type connIdentity struct{ id atomic.Pointer[pki.Identity] }
+type connIdentity struct {
+	id atomic.Pointer[pki.Identity]
+	// expired marks an operational certificate past its NotAfter, admitted
+	// for renewal only (DeviceListenerConfig.Renewal).
+	expired atomic.Bool
+}
 
 // NewDeviceListener binds the device listener; Serve serves it. Binding
 // first lets the caller learn about a taken port before anything runs.
@@ -89,7 +101,7 @@ func NewDeviceListener(ctx context.Context, cfg DeviceListenerConfig) (*DeviceLi
 	if addr == "" {
 		addr = DefaultDeviceAddr
 	}
-	l := &DeviceListener{verifier: verifier, devices: cfg.Devices, mux: http.NewServeMux(), log: cfg.Logger}
+	l := &DeviceListener{verifier: verifier, devices: cfg.Devices, renewal: cfg.Renewal, mux: http.NewServeMux(), log: cfg.Logger}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
@@ -135,7 +147,12 @@ func NewDeviceListener(ctx context.Context, cfg DeviceListenerConfig) (*DeviceLi
 // connection's context.
 func (l *DeviceListener) verifyConnection(ctx context.Context) func(tls.ConnectionState) error {
 	return func(cs tls.ConnectionState) error {
-		id, err := l.verifier.Verify(ctx, cs.PeerCertificates, time.Now())
+		now := time.Now()
+		id, err := l.verifier.Verify(ctx, cs.PeerCertificates, now)
+		expired := false
+		if errors.Is(err, pki.ErrExpired) && l.renewal != nil {
+			id, expired, err = l.verifyExpired(ctx, cs.PeerCertificates, now, err)
+		}
 		if err != nil {
 			// Logged, never told: the device sees only a failed handshake.
 			l.log.InfoContext(ctx, "device handshake refused", "err", err)
@@ -143,9 +160,31 @@ func (l *DeviceListener) verifyConnection(ctx context.Context) func(tls.Connecti
 		}
 		if holder, ok := ctx.Value(connIdentityKey{}).(*connIdentity); ok {
 			holder.id.Store(&id)
+			holder.expired.Store(expired)
 		}
 		return nil
 	}
+}
+
+// verifyExpired gives an operational certificate that failed only because
+// it has expired a second look: verified as of the second before it
+// expired (chain, kind and revocation all still checked), with every CA of
+// its chain still valid now. Anything else keeps the original error.
+func (l *DeviceListener) verifyExpired(ctx context.Context, chain []*x509.Certificate, now time.Time, orig error) (pki.Identity, bool, error) {
+	leaf := chain[0]
+	if !now.After(leaf.NotAfter) {
+		return pki.Identity{}, false, orig
+	}
+	id, err := l.verifier.Verify(ctx, chain, leaf.NotAfter.Add(-time.Second))
+	if err != nil || id.Kind != pki.IdentityOperational {
+		return pki.Identity{}, false, orig
+	}
+	for _, ca := range id.Chain[1:] {
+		if now.Before(ca.NotBefore) || now.After(ca.NotAfter) {
+			return pki.Identity{}, false, orig
+		}
+	}
+	return id, true, nil
 }
 
 // Handle registers a device route. pattern is a ServeMux pattern; kinds
@@ -167,6 +206,11 @@ func (l *DeviceListener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if id == nil {
 		// Unreachable through the TLS listener; refuse rather than serve
 		// a request nobody verified.
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
+	if holder.expired.Load() && !l.renewal(r) {
+		l.log.InfoContext(r.Context(), "expired operational certificate refused outside renewal", "device", id.DeviceID, "path", r.URL.Path)
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	}

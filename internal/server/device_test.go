@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -40,6 +41,7 @@ func startDeviceNode(t *testing.T, st *store.Store, p *revocationtest.PKI) *devi
 		ServerCertificate: p.ServerCertificate,
 		PKI:               revocation.PKIHandler(rev),
 		Devices:           rev,
+		Renewal:           func(r *http.Request) bool { return r.URL.Path == "/v1/device/renew" },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +50,7 @@ func startDeviceNode(t *testing.T, st *store.Store, p *revocationtest.PKI) *devi
 	ln.Handle("GET /v1/device/birth-only", []pki.IdentityKind{pki.IdentityBirth}, ok)
 	ln.Handle("GET /v1/device/operational-only", []pki.IdentityKind{pki.IdentityOperational}, ok)
 	ln.Handle("GET /v1/device/nobody", nil, ok)
+	ln.Handle("GET /v1/device/renew", []pki.IdentityKind{pki.IdentityOperational}, ok)
 	lnDone := make(chan error, 1)
 	go func() { lnDone <- ln.Serve(ctx) }()
 	t.Cleanup(func() {
@@ -226,4 +229,55 @@ func jsonHas(t *testing.T, body, key, want string) bool {
 		t.Fatalf("%s: %v", body, err)
 	}
 	return m[key] == want
+}
+
+// An expired operational certificate still completes the handshake, but
+// only renewal requests admit it (the template's renewal policy decides
+// there); an expired birth certificate is refused at the handshake, and a
+// revoked expired certificate too.
+func TestDeviceListenerExpiredOperationalRenewsOnly(t *testing.T) {
+	url := revocationtest.StoreURL(t)
+	st := revocationtest.OpenStore(t, url)
+	p := revocationtest.NewPKI(t, "f1")
+	n := startDeviceNode(t, st, p)
+	d := p.Device(t, st)
+	expired := p.ExpiredOperational(t, st, d)
+
+	if status, _, err := deviceGet(t, n, p, &expired, "/v1/device/renew", nil); err != nil || status != http.StatusOK {
+		t.Fatalf("renewal with an expired operational certificate: %d %v, want 200", status, err)
+	}
+	for _, path := range []string{DeviceIdentityPath, "/v1/device/operational-only", "/pki/ca/" + revocationtest.RootID + ".pem"} {
+		if status, _, err := deviceGet(t, n, p, &expired, path, nil); err != nil || status != http.StatusForbidden {
+			t.Errorf("GET %s with an expired operational certificate: %d %v, want 403", path, status, err)
+		}
+	}
+	birth := p.ExpiredBirth(t, st, d)
+	if status, _, err := deviceGet(t, n, p, &birth, "/v1/device/renew", nil); err == nil {
+		t.Errorf("expired birth certificate connected (%d)", status)
+	}
+	if err := n.rev.RevokeCertificate(t.Context(), revocationtest.OperationalID, expired.Certificate.SerialNumber.Text(16),
+		revocation.ReasonKeyCompromise, "operator/ops"); err != nil {
+		t.Fatal(err)
+	}
+	refusedWithin(t, n, p, &expired)
+}
+
+func TestIsRenewal(t *testing.T) {
+	for _, tc := range []struct {
+		method, path string
+		want         bool
+	}{
+		{"POST", "/v1/provision/renew", true},
+		{"POST", "/.well-known/est/simplereenroll", true},
+		{"POST", "/.well-known/est/default/simplereenroll", true},
+		{"GET", "/v1/provision/renew", false},
+		{"POST", "/v1/provision", false},
+		{"POST", "/.well-known/est/simpleenroll", false},
+		{"POST", "/v1/device/simplereenroll", false},
+	} {
+		r := httptest.NewRequest(tc.method, tc.path, nil)
+		if got := isRenewal(r); got != tc.want {
+			t.Errorf("%s %s: %v, want %v", tc.method, tc.path, got, tc.want)
+		}
+	}
 }

@@ -225,22 +225,38 @@ func (p *PKI) issue(t testing.TB, st *store.Store, ca *pki.CA, caID, deviceID, k
 	return Credential{Certificate: cert, Key: key, Chain: []*x509.Certificate{cert, ca.Certificate()}}
 }
 
-// ExpiredBirth issues d a birth certificate that expired yesterday, signed
-// with the manufacturing CA's key directly (no profile issues one), and
+// ExpiredBirth issues d a birth certificate that expired yesterday and
 // records it.
 func (p *PKI) ExpiredBirth(t testing.TB, st *store.Store, d *fleet.Device) Credential {
 	t.Helper()
-	tmpl, err := pki.BirthProfile{Factory: d.Identity.Factory, Serial: d.Identity.Serial, Validity: 24 * time.Hour}.Template(time.Now().Add(-48 * time.Hour))
+	prof := pki.BirthProfile{Factory: d.Identity.Factory, Serial: d.Identity.Serial, Validity: 24 * time.Hour}
+	return p.expired(t, st, prof, time.Now().Add(-48*time.Hour), "mfg", p.Manufacturing, ManufacturingID, d.ID, "birth")
+}
+
+// ExpiredOperational issues d an operational certificate that expired two
+// minutes ago and records it. It was valid within the lifetime of the
+// test CAs (made moments ago), as a real certificate is within its CA's.
+func (p *PKI) ExpiredOperational(t testing.TB, st *store.Store, d *fleet.Device) Credential {
+	t.Helper()
+	prof := pki.OperationalProfile{DeviceID: d.ID, Validity: time.Minute}
+	return p.expired(t, st, prof, time.Now().Add(-3*time.Minute), "operational", p.Operational, OperationalID, d.ID, "operational")
+}
+
+// expired signs prof's template as of from with the CA's key directly (no
+// profile issues an expired certificate) and records it.
+func (p *PKI) expired(t testing.TB, st *store.Store, prof pki.Profile, from time.Time, keyLabel string, ca *pki.CA, caID, deviceID, kind string) Credential {
+	t.Helper()
+	tmpl, err := prof.Template(from)
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := p.Keys.Load(context.Background(), "mfg")
+	signer, err := p.Keys.Load(context.Background(), keyLabel)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
 	key := newKey(t)
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.Manufacturing.Certificate(), key.Public(), signer)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Certificate(), key.Public(), signer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,8 +264,8 @@ func (p *PKI) ExpiredBirth(t testing.TB, st *store.Store, d *fleet.Device) Crede
 	if err != nil {
 		t.Fatal(err)
 	}
-	Record(t, st, ManufacturingID, d.ID, "birth", cert)
-	return Credential{Certificate: cert, Key: key, Chain: []*x509.Certificate{cert, p.Manufacturing.Certificate()}}
+	Record(t, st, caID, deviceID, kind, cert)
+	return Credential{Certificate: cert, Key: key, Chain: []*x509.Certificate{cert, ca.Certificate()}}
 }
 
 // Record inserts the certificates row issuance writes for cert.
