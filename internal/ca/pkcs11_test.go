@@ -2,9 +2,7 @@ package ca
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"github.com/muster-iot/muster/internal/pki/softhsmtest"
 	"testing"
 	"time"
 
@@ -12,30 +10,11 @@ import (
 	"github.com/muster-iot/muster/internal/store"
 )
 
-const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
-
 // softHSMToken initialises a fresh SoftHSM2 token and returns how to open it.
 func softHSMToken(t *testing.T) pki.PKCS11Config {
 	t.Helper()
-	util, err := exec.LookPath("softhsm2-util")
-	if err != nil {
-		t.Skip("softhsm2 not installed: apt-get install -y softhsm2")
-	}
-	if _, err := os.Stat(softHSMModule); err != nil {
-		t.Skip("softhsm2 not installed: apt-get install -y softhsm2")
-	}
-	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.Mkdir(tokens, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	conf := writeFile(t, dir, "softhsm2.conf", []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\n"))
-	t.Setenv("SOFTHSM2_CONF", conf)
-	out, err := exec.Command(util, "--init-token", "--free", "--label", "muster-ca", "--pin", "1234", "--so-pin", "5678").CombinedOutput()
-	if err != nil {
-		t.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
-	}
-	return pki.PKCS11Config{ModulePath: softHSMModule, TokenLabel: "muster-ca", PIN: "1234"}
+	module := softhsmtest.Token(t, "muster-ca")
+	return pki.PKCS11Config{ModulePath: module, TokenLabel: "muster-ca", PIN: softhsmtest.PIN}
 }
 
 // TestPKCS11Hierarchy bootstraps the whole hierarchy, a factory CA and a

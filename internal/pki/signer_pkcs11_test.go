@@ -5,38 +5,16 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"github.com/muster-iot/muster/internal/pki/softhsmtest"
 	"testing"
 	"time"
 )
 
-const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
-
-// newSoftHSMToken initialises a fresh SoftHSM2 token in a temporary
-// directory and returns the configuration to open it.
+// newSoftHSMToken initialises a fresh SoftHSM2 token and returns how to open it.
 func newSoftHSMToken(t *testing.T) PKCS11Config {
 	t.Helper()
-	util, err := exec.LookPath("softhsm2-util")
-	if err != nil {
-		t.Skip("softhsm2 not installed: apt-get install -y softhsm2")
-	}
-	if _, err := os.Stat(softHSMModule); err != nil {
-		t.Skip("softhsm2 not installed: apt-get install -y softhsm2")
-	}
-	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.Mkdir(tokens, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	conf := writeFile(t, dir, "softhsm2.conf", []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\n"))
-	t.Setenv("SOFTHSM2_CONF", conf)
-	out, err := exec.Command(util, "--init-token", "--free", "--label", "muster-test", "--pin", "1234", "--so-pin", "5678").CombinedOutput()
-	if err != nil {
-		t.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
-	}
-	return PKCS11Config{ModulePath: softHSMModule, TokenLabel: "muster-test", PIN: "1234"}
+	module := softhsmtest.Token(t, "muster-test")
+	return PKCS11Config{ModulePath: module, TokenLabel: "muster-test", PIN: softhsmtest.PIN}
 }
 
 func TestPKCS11KeyStore(t *testing.T) {
