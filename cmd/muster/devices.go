@@ -33,6 +33,7 @@ func newDevicesCmd(g *globals) *cobra.Command {
 		newDevicesVerifyCmd(g),
 		newDevicesPassportCmd(g),
 		newDevicesComponentsCmd(g),
+		newDevicesMetricsCmd(g),
 	)
 	return cmd
 }

@@ -85,7 +85,7 @@ func runReadmeBlock(t *testing.T, names ...string) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var serverLog bytes.Buffer
-	serve := exec.CommandContext(ctx, bin, "serve", "--api-addr", "127.0.0.1:0", "--device-addr", "127.0.0.1:0", "--pki-addr", "127.0.0.1:0")
+	serve := exec.CommandContext(ctx, bin, "serve", "--api-addr", "127.0.0.1:0", "--device-addr", "127.0.0.1:0", "--pki-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0")
 	serve.Dir = dir
 	serve.Env = cleanEnv()
 	serve.Stdout, serve.Stderr = &serverLog, &serverLog

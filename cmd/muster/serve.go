@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/muster-iot/muster/internal/gateway"
 	"github.com/muster-iot/muster/internal/pki"
 	"github.com/muster-iot/muster/internal/server"
 	"github.com/muster-iot/muster/internal/store"
@@ -18,6 +19,7 @@ import (
 // flag also reads a MUSTER_* environment variable.
 type serverFlags struct {
 	databaseURL, apiAddr, deviceAddr, pkiAddr, region string
+	mqttAddr, mqttWSAddr                              string
 	passFile, keyAlg, logLevel                        string
 	tlsHosts                                          []string
 	// pkcs11Module, pkcs11Token and pkcs11PINFile select an HSM for the CA
@@ -33,6 +35,8 @@ func (f *serverFlags) bind(fs *pflag.FlagSet, withListeners bool) {
 	}
 	fs.StringVar(&f.apiAddr, "api-addr", "127.0.0.1:8443", "admin API HTTPS listen address (env MUSTER_API_ADDR)")
 	fs.StringVar(&f.deviceAddr, "device-addr", server.DefaultDeviceAddr, "device listener HTTPS address, client certificates required (env MUSTER_DEVICE_ADDR)")
+	fs.StringVar(&f.mqttAddr, "mqtt-addr", gateway.DefaultAddr, "device gateway: MQTT over TLS, client certificates required (env MUSTER_MQTT_ADDR)")
+	fs.StringVar(&f.mqttWSAddr, "mqtt-ws-addr", "", "also serve MQTT over WebSocket (TLS, path /mqtt) here; empty disables it (env MUSTER_MQTT_WS_ADDR)")
 	fs.StringVar(&f.region, "region", server.DefaultRegion, "the region this node serves (env MUSTER_REGION)")
 	fs.StringVar(&f.pkiAddr, "pki-addr", "127.0.0.1:8080", "plain-HTTP address for CRLs and OCSP; empty disables it (env MUSTER_PKI_ADDR)")
 	f.bindCA(fs)
@@ -112,6 +116,8 @@ func (f *serverFlags) config(cmd *cobra.Command) (server.Config, error) {
 		DeviceAddr:       f.deviceAddr,
 		PKIAddr:          f.pkiAddr,
 		Region:           f.region,
+		MQTTAddr:         f.mqttAddr,
+		MQTTWSAddr:       f.mqttWSAddr,
 		CAPassphrase:     []byte(os.Getenv(pki.PassphraseEnv)),
 		CAPassphraseFile: f.passFile,
 		KeyAlgorithm:     f.keyAlg,

@@ -30,6 +30,7 @@ var contractAccess = map[string]string{
 	"decommission":        "admin operator",
 	"dispose":             "admin operator",
 	"deviceComponents":    "admin operator manufacturer installer auditor",
+	"getDeviceMetrics":    "admin operator manufacturer installer auditor",
 	"deviceHistory":       "admin operator manufacturer auditor",
 	"verifyDeviceHistory": "admin operator manufacturer auditor",
 	"devicePassport":      "admin operator manufacturer installer auditor",

@@ -137,7 +137,7 @@ func noContent(f func(*Server, *http.Request) error) endpoint {
 // so nothing can modify the table that a running server was built from.
 func routes() []route {
 	str := map[string]any{"type": "string"}
-	return []route{
+	return append([]route{
 		{name: "health", method: "GET", pattern: "/v1/healthz", perm: PermPublic, status: http.StatusOK,
 			summary: "Liveness check", endpoint: noBody((*Server).health)},
 		{name: "openapi", method: "GET", pattern: "/v1/openapi.json", perm: PermPublic, status: http.StatusOK,
@@ -263,5 +263,5 @@ func routes() []route {
 			summary: "The fleet audit log", endpoint: noBody((*Server).auditLog)},
 		{name: "verifyAuditLog", method: "GET", pattern: "/v1/audit-log/verify", perm: PermAuditRead, status: http.StatusOK,
 			summary: "Verify the fleet audit log chain", endpoint: noBody((*Server).verifyAuditLog)},
-	}
+	}, gatewayRoutes()...)
 }

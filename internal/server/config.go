@@ -28,6 +28,10 @@ type Config struct {
 	// DeviceAddr is the device listener (HTTPS, client certificates
 	// required): provisioning endpoints and, for devices, nothing else.
 	DeviceAddr string
+	// MQTTAddr is the device gateway (MQTT over TLS, client certificates
+	// required); MQTTWSAddr, when set, also serves MQTT over WebSocket.
+	MQTTAddr   string
+	MQTTWSAddr string
 	// PKIAddr serves CRLs and OCSP over plain HTTP, as RFC 5280 and RFC 6960
 	// clients expect; empty disables it (they are on DeviceAddr too).
 	PKIAddr string

@@ -14,6 +14,7 @@ import (
 
 	"github.com/muster-iot/muster/internal/api"
 	"github.com/muster-iot/muster/internal/est"
+	"github.com/muster-iot/muster/internal/gateway"
 	"github.com/muster-iot/muster/internal/provision"
 	"github.com/muster-iot/muster/internal/revocation"
 	"github.com/muster-iot/muster/internal/store"
@@ -28,6 +29,7 @@ type Server struct {
 	api    *http.Server
 	apiLn  net.Listener
 	device *DeviceListener
+	gw     *gateway.Gateway
 	pki    *http.Server
 	pkiLn  net.Listener
 }
@@ -116,13 +118,38 @@ func (s *Server) init(ctx context.Context) error {
 	handler := prov.ClaimHandler(api.New(api.Config{Store: s.store, Logger: log, Revoker: s.rev, CAs: cas.registry}).Handler())
 	s.api = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 
-	// CRLs and OCSP over plain HTTP, as their clients expect.
+	// The device gateway: the embedded MQTT broker.
+	node, err := os.Hostname()
+	if err != nil {
+		node = region
+	}
+	s.gw, err = gateway.New(ctx, gateway.Config{
+		Addr: s.cfg.MQTTAddr, WSAddr: s.cfg.MQTTWSAddr,
+		Trust: cas.registry, Revocation: s.rev,
+		Devices: s.store, Presence: s.store, Updater: s.store, Meters: s.store,
+		Node: node, Logger: log,
+		ServerCertificate: func(ctx context.Context) (tls.Certificate, error) {
+			return s.serverCertificate(ctx, s.cfg.MQTTAddr)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(s.cfg.path("mqtt.addr"), []byte(advertised(s.gw.Addr(), s.cfg.TLSHosts)+"\n"), 0o644); err != nil {
+		return err
+	}
+
+	// CRLs, OCSP and the Prometheus metrics over plain HTTP, as their
+	// clients expect.
 	if s.cfg.PKIAddr != "" {
 		s.pkiLn, err = net.Listen("tcp", s.cfg.PKIAddr)
 		if err != nil {
 			return fmt.Errorf("PKI listener: listen on %s: %w (use --pki-addr, or --pki-addr '' to disable it)", s.cfg.PKIAddr, err)
 		}
-		s.pki = &http.Server{Handler: revocation.PKIHandler(s.rev), ReadHeaderTimeout: 10 * time.Second}
+		mux := http.NewServeMux()
+		mux.Handle("/pki/", revocation.PKIHandler(s.rev))
+		mux.Handle("GET /metrics", s.gw.MetricsHandler())
+		s.pki = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		if err := writeFileAtomic(s.cfg.path("pki.addr"), []byte(s.pkiLn.Addr().String()+"\n"), 0o644); err != nil {
 			return err
 		}
@@ -161,12 +188,14 @@ func (s *Server) Run(ctx context.Context) error {
 	serve("revocation", func() error { return s.rev.Run(ctx) })
 	serve("admin API", func() error { return s.api.Serve(s.apiLn) })
 	serve("device listener", func() error { return s.device.Serve(ctx) })
+	serve("device gateway", func() error { return s.gw.Serve(ctx) })
 	if s.pki != nil {
 		serve("PKI listener", func() error { return s.pki.Serve(s.pkiLn) })
 	}
 	attrs := []any{
 		"admin_api", "https://" + s.APIAddr(),
 		"device_listener", "https://" + s.device.Addr(),
+		"mqtt", "mqtts://" + s.gw.Addr(),
 		"data_dir", s.cfg.DataDir,
 		"database", s.store.Backend(),
 		"admin_token_file", s.cfg.path("admin.token"),
@@ -204,6 +233,9 @@ func (s *Server) Close() error {
 	}
 	if s.device != nil {
 		s.device.Close()
+	}
+	if s.gw != nil {
+		s.gw.Close()
 	}
 	if s.cas != nil {
 		s.cas.close()

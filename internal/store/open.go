@@ -46,8 +46,11 @@ type Store struct {
 	r *sql.DB
 	// ckpt moves SQLite checkpoints off the writer; nil on PostgreSQL.
 	ckpt *checkpointer
-	now  func() time.Time
-	log  *slog.Logger
+	// wstmts and rstmts keep the writer's and the readers' prepared
+	// statements; nil on PostgreSQL.
+	wstmts, rstmts *stmtCache
+	now            func() time.Time
+	log            *slog.Logger
 	// probeCap and scanWindow tune how SQLite list queries are planned;
 	// they are probeCap and scanWindow, smaller only in tests.
 	probeCap, scanWindow int
@@ -139,6 +142,7 @@ func (s *Store) openSQLite(ctx context.Context, path string) error {
 	}
 	ck.SetMaxOpenConns(1)
 	s.d, s.w, s.r = sqliteDialect{}, w, r
+	s.wstmts, s.rstmts = newStmtCache(w), newStmtCache(r)
 	s.ckpt = startCheckpointer(ck, path, s.log)
 	return nil
 }
@@ -209,6 +213,8 @@ func (s *Store) openPostgres(ctx context.Context, dsn string) error {
 // planner statistics it judges stale, as SQLite recommends on close.
 func (s *Store) Close() error {
 	var errs []error
+	s.wstmts.close()
+	s.rstmts.close()
 	if s.ckpt != nil {
 		errs = append(errs, s.ckpt.close())
 		if _, err := s.w.Exec("PRAGMA optimize"); err != nil {

@@ -52,7 +52,21 @@ var deviceCols = []string{"id", "factory", "model", "serial", "batch", "state", 
 // newRecord encodes d, whose BOM has already been validated and flattened
 // into comps.
 func newRecord(d *fleet.Device, comps []fleet.Component) (*record, error) {
-	r := &record{dev: d}
+	// The BOM is kept apart, byte for byte: encoding/json would compact it.
+	body := *d
+	body.Manufacturing.BOM = nil
+	doc, err := json.Marshal(&body)
+	if err != nil {
+		return nil, fmt.Errorf("encode device %s: %w", d.ID, err)
+	}
+	return storedRecord(d, string(doc), comps)
+}
+
+// storedRecord is the record of d whose doc is already encoded: for the
+// device an update starts from, whose doc was just read, it spares
+// encoding the device again.
+func storedRecord(d *fleet.Device, doc string, comps []fleet.Component) (*record, error) {
+	r := &record{dev: d, doc: doc}
 	if len(d.Manufacturing.BOM) > 0 {
 		// PostgreSQL TEXT holds only UTF-8, and CycloneDX JSON must be UTF-8.
 		if !utf8.Valid(d.Manufacturing.BOM) {
@@ -61,14 +75,6 @@ func newRecord(d *fleet.Device, comps []fleet.Component) (*record, error) {
 		sum := sha256.Sum256(d.Manufacturing.BOM)
 		r.bomSHA = hex.EncodeToString(sum[:])
 	}
-	// The BOM is kept apart, byte for byte: encoding/json would compact it.
-	body := *d
-	body.Manufacturing.BOM = nil
-	doc, err := json.Marshal(&body)
-	if err != nil {
-		return nil, fmt.Errorf("encode device %s: %w", d.ID, err)
-	}
-	r.doc = string(doc)
 
 	id := d.ID
 	for _, g := range dedupe(d.Inventory.Groups) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/muster-iot/muster/internal/fleet"
 )
@@ -51,22 +52,22 @@ func (s *Store) updateInTx(ctx context.Context, t *txn, id string, expectVersion
 	if err != nil {
 		return nil, fmt.Errorf("store: read device %s: %w", id, err)
 	}
-	old, err := decodeDevice(doc, bom)
+	d, err := decodeDevice(doc, bom)
 	if err != nil {
 		return nil, err
 	}
-	if expectVersion > 0 && old.Version != expectVersion {
-		return nil, fmt.Errorf("store: device %s is at version %d, not %d: %w", id, old.Version, expectVersion, ErrVersionMismatch)
+	if expectVersion > 0 && d.Version != expectVersion {
+		return nil, fmt.Errorf("store: device %s is at version %d, not %d: %w", id, d.Version, expectVersion, ErrVersionMismatch)
 	}
-	oldComps, err := bomCache{}.components(old.Manufacturing.BOM)
+	oldComps, err := bomCache{}.components(d.Manufacturing.BOM)
 	if err != nil {
 		return nil, fmt.Errorf("store: stored BOM of device %s: %w", id, err)
 	}
-	oldRec, err := newRecord(old, oldComps)
-	if err != nil {
-		return nil, err
-	}
-	d, err := decodeDevice(doc, bom)
+	// The old record is taken before fn changes d: its side rows now, and
+	// the row's fields from a shallow copy, whose scalar fields fn cannot
+	// reach. One decode then serves both the old record and fn.
+	old := *d
+	oldRec, err := storedRecord(&old, doc, oldComps)
 	if err != nil {
 		return nil, err
 	}
@@ -75,14 +76,12 @@ func (s *Store) updateInTx(ctx context.Context, t *txn, id string, expectVersion
 		return nil, err
 	}
 	if ch == nil {
-		return old, nil
+		// fn may have changed d before deciding not to: answer the
+		// device as stored.
+		return decodeDevice(doc, bom)
 	}
 	return s.writeUpdate(ctx, t, oldRec, d, headSeq, headHash, ch, actor)
 }
-
-// updateDeviceSQL rewrites every devices column but id, which keys it;
-// deviceCols starts with id.
-var updateDeviceSQL = "UPDATE devices SET " + strings.Join(deviceCols[1:], " = ?, ") + " = ? WHERE id = ?"
 
 // writeUpdate stores d as the next version of old and appends ch to its
 // history.
@@ -114,8 +113,8 @@ func (s *Store) writeUpdate(ctx context.Context, t *txn, old *record, d *fleet.D
 	if err := putBOM(ctx, t, rec); err != nil {
 		return nil, err
 	}
-	row := rec.deviceRow(e.Seq, e.Hash)
-	if _, err := t.exec(ctx, updateDeviceSQL, append(row[1:], row[0])...); err != nil {
+	query, args := updateDeviceSQL(old.deviceRow(headSeq, headHash), rec.deviceRow(e.Seq, e.Hash))
+	if _, err := t.exec(ctx, query, args...); err != nil {
 		return nil, fmt.Errorf("store: write device %s: %w", d.ID, err)
 	}
 	if err := writeSideDiff(ctx, t, old, rec); err != nil {
@@ -125,6 +124,40 @@ func (s *Store) writeUpdate(ctx context.Context, t *txn, old *record, d *fleet.D
 		return nil, err
 	}
 	return rec.decode()
+}
+
+// updateDeviceSQL is the UPDATE that turns the devices row was into now,
+// with its arguments. It sets only the columns whose values differ: the
+// database rewrites the index entries of every column an UPDATE sets,
+// changed or not, and a device has an index on most of its columns. Both
+// rows are in deviceCols order, which starts with id, the key.
+func updateDeviceSQL(was, now []any) (string, []any) {
+	var b strings.Builder
+	b.WriteString("UPDATE devices SET ")
+	args := make([]any, 0, len(now))
+	for i := 1; i < len(now); i++ {
+		if sameValue(was[i], now[i]) {
+			continue
+		}
+		if len(args) > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(deviceCols[i])
+		b.WriteString(" = ?")
+		args = append(args, now[i])
+	}
+	b.WriteString(" WHERE id = ?")
+	return b.String(), append(args, now[0])
+}
+
+// sameValue reports whether two column values of deviceRow are equal;
+// times compare as instants.
+func sameValue(a, b any) bool {
+	if ta, ok := a.(time.Time); ok {
+		tb, ok := b.(time.Time)
+		return ok && ta.Equal(tb)
+	}
+	return a == b
 }
 
 // writeSideDiff brings the side tables from old's rows to rec's, touching
