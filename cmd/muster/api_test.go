@@ -25,8 +25,8 @@ func startAPI(t *testing.T) (dataDir string) {
 }
 
 // startAPIStore is startAPI that also returns the store, for tests that
-// prepare records no API route creates.
-func startAPIStore(t *testing.T) (dataDir string, st *store.Store) {
+// prepare records no API route creates; opts adjust the API's Config.
+func startAPIStore(t *testing.T, opts ...func(*api.Config)) (dataDir string, st *store.Store) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Config{DataDir: t.TempDir()})
@@ -46,7 +46,11 @@ func startAPIStore(t *testing.T) (dataDir string, st *store.Store) {
 	if err != nil {
 		t.Fatalf("ca.Open: %v", err)
 	}
-	srv := httptest.NewTLSServer(api.New(api.Config{Store: st, CAs: cas}).Handler())
+	cfg := api.Config{Store: st, CAs: cas}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv := httptest.NewTLSServer(api.New(cfg).Handler())
 	t.Cleanup(srv.Close)
 	return dataDirFor(t, srv, secret), st
 }

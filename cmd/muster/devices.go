@@ -34,6 +34,8 @@ func newDevicesCmd(g *globals) *cobra.Command {
 		newDevicesPassportCmd(g),
 		newDevicesComponentsCmd(g),
 		newDevicesMetricsCmd(g),
+		newDevicesSendCmd(g),
+		newDevicesRotateCmd(g),
 	)
 	return cmd
 }

@@ -55,6 +55,7 @@ type harness struct {
 	st     *store.Store
 	cas    *ca.Registry
 	srv    *Server
+	sent   *commandLog       // what the server's commander was asked to send
 	tokens map[string]string // caller → secret
 	serial *atomic.Int64
 }
@@ -76,7 +77,8 @@ func newHarness(t *testing.T) *harness {
 	}
 	t.Cleanup(func() { st.Close() })
 	cas := testCAs(t, st)
-	h := &harness{t: t, st: st, cas: cas, srv: New(Config{Store: st, CAs: cas}), tokens: map[string]string{}, serial: new(atomic.Int64)}
+	sent := &commandLog{}
+	h := &harness{t: t, st: st, cas: cas, srv: New(Config{Store: st, CAs: cas, Commander: sent}), sent: sent, tokens: map[string]string{}, serial: new(atomic.Int64)}
 	// Manufacturers are scoped by their factory's models and serials.
 	for _, f := range []string{factory1, factory2} {
 		h.registerFactory(f)

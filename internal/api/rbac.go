@@ -34,6 +34,7 @@ const (
 	PermDevicesState        Permission = "devices:state"
 	PermDevicesMaintain     Permission = "devices:maintain"
 	PermDevicesDecommission Permission = "devices:decommission"
+	PermDevicesCommand      Permission = "devices:command"
 	PermHistoryRead         Permission = "history:read"
 	PermTokensManage        Permission = "tokens:manage"
 	PermAuditRead           Permission = "audit:read"
@@ -55,12 +56,12 @@ func rolePermissions(r Role) []Permission {
 	switch r {
 	case RoleAdmin:
 		return []Permission{PermDevicesRead, PermDevicesCreate, PermDevicesUpdate, PermDevicesState,
-			PermDevicesMaintain, PermDevicesDecommission, PermHistoryRead, PermTokensManage, PermAuditRead,
+			PermDevicesMaintain, PermDevicesDecommission, PermDevicesCommand, PermHistoryRead, PermTokensManage, PermAuditRead,
 			PermCertsRevoke, PermFactoriesRead, PermFactoriesManage, PermBatchesSubmit, PermCAsRead, PermCAsManage,
 			PermTemplatesRead, PermTemplatesManage, PermApprovalsManage, PermClaimsCreate}
 	case RoleOperator:
 		return []Permission{PermDevicesRead, PermDevicesCreate, PermDevicesUpdate, PermDevicesState,
-			PermDevicesMaintain, PermDevicesDecommission, PermHistoryRead, PermCertsRevoke,
+			PermDevicesMaintain, PermDevicesDecommission, PermDevicesCommand, PermHistoryRead, PermCertsRevoke,
 			PermFactoriesRead, PermFactoriesManage, PermBatchesSubmit, PermCAsRead,
 			PermTemplatesRead, PermTemplatesManage, PermApprovalsManage, PermClaimsCreate}
 	case RoleManufacturer:

@@ -31,6 +31,8 @@ var contractAccess = map[string]string{
 	"dispose":             "admin operator",
 	"deviceComponents":    "admin operator manufacturer installer auditor",
 	"getDeviceMetrics":    "admin operator manufacturer installer auditor",
+	"sendDeviceCommand":   "admin operator",
+	"rotateDevice":        "admin operator",
 	"deviceHistory":       "admin operator manufacturer auditor",
 	"verifyDeviceHistory": "admin operator manufacturer auditor",
 	"devicePassport":      "admin operator manufacturer installer auditor",
@@ -145,6 +147,10 @@ func rbacFixture(t *testing.T, h *harness, rt route) (path string, body any, wat
 			body = map[string]any{"problem": "fan noise", "action": "replaced fan"}
 		case "decommission":
 			body = decommissionBody()
+		case "sendDeviceCommand":
+			body = map[string]any{"topic": "reboot", "payload": "{}"}
+		case "rotateDevice":
+			body = map[string]any{"reason": "test"}
 		}
 	}
 	if strings.Contains(rt.pattern, "{id}") && strings.HasPrefix(rt.pattern, "/v1/devices/") {
@@ -215,6 +221,7 @@ func TestRolePermissionsMatchContract(t *testing.T) {
 		PermDevicesState:        "admin operator",
 		PermDevicesMaintain:     "admin operator installer",
 		PermDevicesDecommission: "admin operator",
+		PermDevicesCommand:      "admin operator",
 		PermHistoryRead:         "admin operator manufacturer auditor",
 		PermTokensManage:        "admin",
 		PermAuditRead:           "admin auditor",

@@ -263,5 +263,5 @@ func routes() []route {
 			summary: "The fleet audit log", endpoint: noBody((*Server).auditLog)},
 		{name: "verifyAuditLog", method: "GET", pattern: "/v1/audit-log/verify", perm: PermAuditRead, status: http.StatusOK,
 			summary: "Verify the fleet audit log chain", endpoint: noBody((*Server).verifyAuditLog)},
-	}, gatewayRoutes()...)
+	}, append(gatewayRoutes(), commandRoutes()...)...)
 }

@@ -119,19 +119,23 @@ type Config struct {
 	// Batches tunes the batch processor, such as the validity of birth
 	// certificates.
 	Batches batch.Options
+	// Commander publishes commands to devices (the device gateway);
+	// without it the command routes answer 503.
+	Commander DeviceCommander
 }
 
 // Server serves the admin API. It holds no mutable state of its own, so one
 // Server may serve any number of concurrent requests.
 type Server struct {
-	store   Store
-	revoker Revoker
-	cas     CARegistry
-	batches *batch.Processor // nil without cas
-	log     *slog.Logger
-	now     func() time.Time
-	mux     *http.ServeMux
-	openapi []byte
+	store     Store
+	revoker   Revoker
+	cas       CARegistry
+	commander DeviceCommander
+	batches   *batch.Processor // nil without cas
+	log       *slog.Logger
+	now       func() time.Time
+	mux       *http.ServeMux
+	openapi   []byte
 	// patterns lists every pattern registered on mux, in registration
 	// order, so tests can prove the OpenAPI document covers all of them.
 	patterns []string
@@ -144,11 +148,12 @@ func New(cfg Config) *Server {
 		panic("api.New: Config.Store is required")
 	}
 	s := &Server{
-		store:   cfg.Store,
-		revoker: cfg.Revoker,
-		log:     cfg.Logger,
-		now:     cfg.Now,
-		mux:     http.NewServeMux(),
+		store:     cfg.Store,
+		revoker:   cfg.Revoker,
+		commander: cfg.Commander,
+		log:       cfg.Logger,
+		now:       cfg.Now,
+		mux:       http.NewServeMux(),
 	}
 	if s.revoker == nil {
 		s.revoker = cfg.Store

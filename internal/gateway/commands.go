@@ -21,8 +21,13 @@ const RotateCommand = "rotate"
 // ErrBadCommand means a command's topic or payload is not acceptable.
 var ErrBadCommand = errors.New("gateway: bad command")
 
-// maxCommandBytes bounds a command's payload.
-const maxCommandBytes = 64 << 10
+// MaxCommandBytes bounds a command's payload.
+const MaxCommandBytes = 64 << 10
+
+// EventCommandSent records in a device's history that a command was
+// published to it (data: topic, bytes, retain, connected; never the
+// payload, which may carry secrets).
+const EventCommandSent = "device.command_sent"
 
 // Command is a message for one device.
 type Command struct {
@@ -41,6 +46,14 @@ func CommandTopic(deviceID, topic string) string {
 	return devicesRoot + "/" + deviceID + "/" + commandsLevel + "/" + topic
 }
 
+// ValidCommandTopic reports whether topic may name a command for the
+// device: one or more levels, no wildcards, and within the device's own
+// policy, so it reaches exactly that device.
+func ValidCommandTopic(deviceID, topic string) bool {
+	return topic != "" && !strings.ContainsAny(topic, "+#") &&
+		Allowed(Principal{Role: RoleOperational, DeviceID: deviceID}, CommandTopic(deviceID, topic), Publish)
+}
+
 // Send publishes a command at QoS 1. It reports whether the device had a
 // live session on this node when the command was sent; with Retain the
 // command also waits for the device's next subscription.
@@ -49,14 +62,11 @@ func (g *Gateway) Send(_ context.Context, c Command) (bool, error) {
 		return false, fmt.Errorf("device id %q: %w", c.DeviceID, ErrBadCommand)
 	}
 	topic := CommandTopic(c.DeviceID, c.Topic)
-	// The device's own policy must allow it: the command topic then
-	// reaches exactly that device and nothing else.
-	if c.Topic == "" || strings.ContainsAny(c.Topic, "+#") ||
-		!Allowed(Principal{Role: RoleOperational, DeviceID: c.DeviceID}, topic, Publish) {
+	if !ValidCommandTopic(c.DeviceID, c.Topic) {
 		return false, fmt.Errorf("command topic %q: use one or more levels of letters, digits and punctuation, without wildcards: %w", c.Topic, ErrBadCommand)
 	}
-	if len(c.Payload) > maxCommandBytes {
-		return false, fmt.Errorf("payload is %d bytes, at most %d allowed: %w", len(c.Payload), maxCommandBytes, ErrBadCommand)
+	if len(c.Payload) > MaxCommandBytes {
+		return false, fmt.Errorf("payload is %d bytes, at most %d allowed: %w", len(c.Payload), MaxCommandBytes, ErrBadCommand)
 	}
 	if err := g.broker.Publish(topic, c.Payload, c.Retain, 1); err != nil {
 		return false, fmt.Errorf("gateway: publish command to %s: %w", c.DeviceID, err)

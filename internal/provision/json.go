@@ -83,29 +83,20 @@ func (p *Pipeline) ClaimHandler(next http.Handler) http.Handler {
 
 func (p *Pipeline) jsonHandler(renew bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		in, err := decodeJSONRequest(w, r)
-		if err != nil {
-			writeJSONError(w, p.log, err)
+		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+			writeJSONError(w, p.log, &BadRequestError{Message: "Content-Type must be application/json"})
 			return
 		}
-		csr, err := decodeCSR(in.CSR)
+		in, err := decodeJSONRequest(http.MaxBytesReader(w, r.Body, maxJSONBody))
 		if err != nil {
 			writeJSONError(w, p.log, err)
 			return
 		}
 		id, _ := deviceauth.IdentityFrom(r.Context())
-		req := &Request{Identity: id, Renew: renew, Template: in.Template, CSR: csr, Parameters: in.Parameters, ClaimSecret: in.Claim}
-		if in.Claim != "" && id.Kind != "" {
-			// A device with a certificate uses it; a claim must not
-			// stand in for, or next to, another identity.
-			writeJSONError(w, p.log, &BadRequestError{Message: "send a claim only without a client certificate"})
+		req, err := in.request(id, renew)
+		if err != nil {
+			writeJSONError(w, p.log, err)
 			return
-		}
-		for region, ms := range in.LatenciesMs {
-			if req.Latencies == nil {
-				req.Latencies = map[string]time.Duration{}
-			}
-			req.Latencies[region] = time.Duration(ms * float64(time.Millisecond))
 		}
 		resp, err := p.Provision(r.Context(), req)
 		if err != nil {
@@ -116,11 +107,32 @@ func (p *Pipeline) jsonHandler(renew bool) http.Handler {
 	})
 }
 
-func decodeJSONRequest(w http.ResponseWriter, r *http.Request) (*JSONRequest, error) {
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		return nil, &BadRequestError{Message: "Content-Type must be application/json"}
+// request turns a decoded JSON request into the pipeline's Request for the
+// identity the front door verified.
+func (in *JSONRequest) request(id pki.Identity, renew bool) (*Request, error) {
+	csr, err := decodeCSR(in.CSR)
+	if err != nil {
+		return nil, err
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	if in.Claim != "" && id.Kind != "" {
+		// A device with a certificate uses it; a claim must not stand
+		// in for, or next to, another identity.
+		return nil, &BadRequestError{Message: "send a claim only without a client certificate"}
+	}
+	req := &Request{Identity: id, Renew: renew, Template: in.Template, CSR: csr, Parameters: in.Parameters, ClaimSecret: in.Claim}
+	for region, ms := range in.LatenciesMs {
+		if req.Latencies == nil {
+			req.Latencies = map[string]time.Duration{}
+		}
+		req.Latencies[region] = time.Duration(ms * float64(time.Millisecond))
+	}
+	return req, nil
+}
+
+// decodeJSONRequest reads one JSON provisioning request, strictly: unknown
+// fields and trailing data are refused. body is already size-limited.
+func decodeJSONRequest(body io.Reader) (*JSONRequest, error) {
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	var in JSONRequest
 	if err := dec.Decode(&in); err != nil {
@@ -157,9 +169,17 @@ func decodeCSR(s string) ([]byte, error) {
 	return der, nil
 }
 
-// writeJSONError answers err in the JSON error shape. Refusals say only
-// that they are refusals.
+// writeJSONError answers err in the JSON error shape.
 func writeJSONError(w http.ResponseWriter, log *slog.Logger, err error) {
+	status, retry, body := errorAnswer(log, err)
+	SetRetryAfter(w.Header(), retry)
+	writeJSON(w, status, body)
+}
+
+// errorAnswer is what every front door tells a device about err: an HTTP
+// status, how long to wait before retrying, and the JSON error. Refusals
+// say only that they are refusals; the reason is in the log and history.
+func errorAnswer(log *slog.Logger, err error) (int, time.Duration, JSONError) {
 	status, retry := HTTPStatus(err)
 	body := JSONError{Code: "internal", Message: "internal error; retry later"}
 	switch status {
@@ -180,11 +200,10 @@ func writeJSONError(w http.ResponseWriter, log *slog.Logger, err error) {
 	default:
 		log.Error("provisioning request failed", "err", err)
 	}
-	SetRetryAfter(w.Header(), retry)
 	if retry > 0 {
 		body.RetryAfter = int((retry + time.Second - 1) / time.Second)
 	}
-	writeJSON(w, status, body)
+	return status, retry, body
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -115,8 +115,6 @@ func (s *Server) init(ctx context.Context) error {
 	}
 	provision.RegisterJSON(s.device, prov)
 	est.Register(s.device, prov, log)
-	handler := prov.ClaimHandler(api.New(api.Config{Store: s.store, Logger: log, Revoker: s.rev, CAs: cas.registry}).Handler())
-	s.api = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 
 	// The device gateway: the embedded MQTT broker.
 	node, err := os.Hostname()
@@ -127,7 +125,7 @@ func (s *Server) init(ctx context.Context) error {
 		Addr: s.cfg.MQTTAddr, WSAddr: s.cfg.MQTTWSAddr,
 		Trust: cas.registry, Revocation: s.rev,
 		Devices: s.store, Presence: s.store, Updater: s.store, Meters: s.store,
-		Node: node, Logger: log,
+		Node: node, Logger: log, Provisioner: prov,
 		ServerCertificate: func(ctx context.Context) (tls.Certificate, error) {
 			return s.serverCertificate(ctx, s.cfg.MQTTAddr)
 		},
@@ -138,6 +136,9 @@ func (s *Server) init(ctx context.Context) error {
 	if err := writeFileAtomic(s.cfg.path("mqtt.addr"), []byte(advertised(s.gw.Addr(), s.cfg.TLSHosts)+"\n"), 0o644); err != nil {
 		return err
 	}
+	// The API comes after the gateway: it sends device commands through it.
+	handler := prov.ClaimHandler(api.New(api.Config{Store: s.store, Logger: log, Revoker: s.rev, CAs: cas.registry, Commander: s.gw}).Handler())
+	s.api = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 
 	// CRLs, OCSP and the Prometheus metrics over plain HTTP, as their
 	// clients expect.
