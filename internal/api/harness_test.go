@@ -3,34 +3,24 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/muster-iot/muster/internal/store/pgtest"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"os"
 	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
-
 	"github.com/muster-iot/muster/internal/ca"
 	"github.com/muster-iot/muster/internal/fleet"
 	"github.com/muster-iot/muster/internal/pki"
 	"github.com/muster-iot/muster/internal/store"
 )
-
-// The suite runs on SQLite; with MUSTER_TEST_DATABASE_URL set it runs on a
-// fresh PostgreSQL schema per test instead.
-const pgEnv = "MUSTER_TEST_DATABASE_URL"
 
 // Callers of the test API. Each role has a token; manufacturer is scoped to
 // factory f1, manufacturer2 to f2. revoked and expired hold admin tokens that
@@ -142,38 +132,10 @@ func (h *harness) registerFactory(name string) {
 	}
 }
 
-// testStoreURL is "" (SQLite in DataDir) or a fresh PostgreSQL schema that
-// is dropped when the test ends.
+// testStoreURL is "" (SQLite in the test's DataDir) or, with
+// MUSTER_TEST_DATABASE_URL set, a fresh PostgreSQL schema per test.
 func testStoreURL(t *testing.T) string {
-	base := os.Getenv(pgEnv)
-	if base == "" {
-		return ""
-	}
-	cfg, err := pgx.ParseConfig(base)
-	if err != nil {
-		t.Fatalf("parse %s: %v", pgEnv, err)
-	}
-	admin := stdlib.OpenDB(*cfg)
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	schema := "muster_api_test_" + hex.EncodeToString(rnd[:])
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-		admin.Close()
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return pgtest.URL(t)
 }
 
 // request is one test request. body is sent as is when it is a string or

@@ -2,11 +2,8 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
-	"net/url"
-	"os"
+	"github.com/muster-iot/muster/internal/store/pgtest"
 	"path/filepath"
 	"testing"
 
@@ -62,34 +59,11 @@ func openTestStore(t testing.TB, u string) *Store {
 // test when no server is configured.
 func pgTestURL(t testing.TB) string {
 	t.Helper()
-	base := os.Getenv(pgEnv)
-	if base == "" {
+	u := pgtest.URL(t)
+	if u == "" {
 		t.Skip(pgSkip)
 	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	schema := "muster_test_" + hex.EncodeToString(rnd[:])
-	admin := pgAdmin(t, base)
-	ctx := context.Background()
-	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		// Cleanups run last-in first-out, so the store opened on this
-		// schema is closed by now.
-		if _, err := admin.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-		admin.Close()
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("parse %s: %v", pgEnv, err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return u
 }
 
 func pgAdmin(t testing.TB, base string) *sql.DB {

@@ -13,19 +13,15 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"github.com/muster-iot/muster/internal/store/pgtest"
 	"math/big"
-	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/muster-iot/muster/internal/fleet"
 	"github.com/muster-iot/muster/internal/pki"
@@ -41,35 +37,10 @@ const PostgresEnv = "MUSTER_TEST_DATABASE_URL"
 // the test ends. Open it twice to simulate two nodes sharing a database.
 func StoreURL(t testing.TB) string {
 	t.Helper()
-	base := os.Getenv(PostgresEnv)
-	if base == "" {
-		return "sqlite://" + t.TempDir() + "/muster.db"
+	if u := pgtest.URL(t); u != "" {
+		return u
 	}
-	cfg, err := pgx.ParseConfig(base)
-	if err != nil {
-		t.Fatalf("parse %s: %v", PostgresEnv, err)
-	}
-	admin := stdlib.OpenDB(*cfg)
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	schema := "muster_rev_test_" + hex.EncodeToString(rnd[:])
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-		admin.Close()
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return "sqlite://" + t.TempDir() + "/muster.db"
 }
 
 // OpenStore opens the store at url and closes it when the test ends.
