@@ -147,3 +147,40 @@ func TestRefusedAndClaim(t *testing.T) {
 		t.Errorf("claimed device %v, %v", d, err)
 	}
 }
+
+// A rotate command renews the certificate once; the same (retained) command
+// seen again after the renewal changes nothing, and other commands are left
+// to the firmware.
+func TestRotateCommand(t *testing.T) {
+	n := pt.Start(t)
+	n.PutTemplate(t, pt.BasicTemplate(provision.DefaultTemplate))
+	dev := n.Manufacture(t)
+	a := newAgent(t, n, dev, nil)
+	ctx := context.Background()
+	first, err := a.Provision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := "devices/" + dev.ID + "/commands/" + agent.RotateCommand
+	time.Sleep(1100 * time.Millisecond) // certificate times have whole seconds
+	payload := []byte(`{"requestedAt":"` + time.Now().UTC().Format(time.RFC3339Nano) + `","reason":"key rotation policy"}`)
+	if _, handled, err := a.HandleCommand(ctx, topic, payload); err != nil || !handled {
+		t.Fatalf("rotate: handled %v, %v", handled, err)
+	}
+	renewed := a.Credentials()
+	if renewed.Certificate.Equal(first.Certificate) {
+		t.Fatal("rotate did not renew the certificate")
+	}
+	// The same retained command again, as at the next connection: the
+	// renewed certificate is newer than the command, so nothing happens.
+	if _, handled, err := a.HandleCommand(ctx, topic, payload); err != nil || !handled || !a.Credentials().Certificate.Equal(renewed.Certificate) {
+		t.Fatalf("a rotate older than the certificate renewed again (handled %v, %v)", handled, err)
+	}
+	cmd, handled, err := a.HandleCommand(ctx, "devices/"+dev.ID+"/commands/reboot", []byte("now"))
+	if err != nil || handled || cmd.Name != "reboot" || string(cmd.Payload) != "now" {
+		t.Errorf("other command: %+v handled %v, %v", cmd, handled, err)
+	}
+	if _, _, err := a.HandleCommand(ctx, "devices/dev_other/commands/rotate", payload); err == nil {
+		t.Error("a command for another device was accepted")
+	}
+}
