@@ -213,16 +213,8 @@ func (s *Store) ListCAs(ctx context.Context, f CAFilter) ([]CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: list CAs: %w", err)
 	}
-	defer rows.Close()
-	out := []CA{}
-	for rows.Next() {
-		ca, err := scanCA(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list CAs: %w", err)
-		}
-		out = append(out, *ca)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanAll(rows, scanCA)
+	if err != nil {
 		return nil, fmt.Errorf("store: list CAs: %w", err)
 	}
 	return out, nil

@@ -87,16 +87,7 @@ func scanCertificate(r scanner) (*Certificate, error) {
 
 // scanCertificates decodes and closes rows of certificateCols.
 func scanCertificates(rows *sql.Rows) ([]Certificate, error) {
-	defer rows.Close()
-	out := []Certificate{}
-	for rows.Next() {
-		c, err := scanCertificate(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *c)
-	}
-	return out, rows.Err()
+	return scanAll(rows, scanCertificate)
 }
 
 // CertificatesByDevice returns every certificate of a device, oldest first.

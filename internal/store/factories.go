@@ -129,16 +129,8 @@ func (s *Store) ListFactories(ctx context.Context) ([]Factory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: list factories: %w", err)
 	}
-	defer rows.Close()
-	out := []Factory{}
-	for rows.Next() {
-		f, err := scanFactory(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list factories: %w", err)
-		}
-		out = append(out, *f)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanAll(rows, scanFactory)
+	if err != nil {
 		return nil, fmt.Errorf("store: list factories: %w", err)
 	}
 	return out, nil

@@ -72,16 +72,7 @@ func scanRequest(r scanner) (*ProvisioningRequest, error) {
 }
 
 func scanRequests(rows *sql.Rows) ([]ProvisioningRequest, error) {
-	defer rows.Close()
-	out := []ProvisioningRequest{}
-	for rows.Next() {
-		q, err := scanRequest(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *q)
-	}
-	return out, rows.Err()
+	return scanAll(rows, scanRequest)
 }
 
 // ProvisioningRequests returns, in one read, the request of requester with

@@ -115,16 +115,8 @@ func (s *Store) ListTemplates(ctx context.Context) ([]TemplateRecord, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: list templates: %w", err)
 	}
-	defer rows.Close()
-	out := []TemplateRecord{}
-	for rows.Next() {
-		rec, err := scanTemplate(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list templates: %w", err)
-		}
-		out = append(out, *rec)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanAll(rows, scanTemplate)
+	if err != nil {
 		return nil, fmt.Errorf("store: list templates: %w", err)
 	}
 	return out, nil

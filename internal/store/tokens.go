@@ -98,16 +98,8 @@ func (s *Store) ListTokens(ctx context.Context) ([]Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: list tokens: %w", err)
 	}
-	defer rows.Close()
-	out := []Token{}
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list tokens: %w", err)
-		}
-		out = append(out, *t)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanAll(rows, scanToken)
+	if err != nil {
 		return nil, fmt.Errorf("store: list tokens: %w", err)
 	}
 	return out, nil
