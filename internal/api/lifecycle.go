@@ -108,14 +108,11 @@ func (s *Server) dispose(r *http.Request, in *fleet.Disposal) (*fleet.Device, er
 // moveTo is the one place a handler changes a device's state: it asks
 // fleet.Transition, then records the change in the device's timeline.
 func moveTo(d *fleet.Device, to fleet.State, actor, reason string, at time.Time) (stateChange, error) {
-	from := d.Lifecycle.State
-	if err := fleet.Transition(from, to); err != nil {
+	ch, err := d.Move(to, actor, reason, at)
+	if err != nil {
 		return stateChange{}, err
 	}
-	d.Lifecycle.State = to
-	d.Lifecycle.StateChangedAt = at
-	d.Lifecycle.Changes = append(d.Lifecycle.Changes, fleet.StateChange{From: from, To: to, At: at, Actor: actor, Reason: reason})
-	return stateChange{From: from, To: to, Reason: reason}, nil
+	return stateChange{From: ch.From, To: ch.To, Reason: reason}, nil
 }
 
 func checkReason(reason string, required bool) error {
