@@ -16,13 +16,14 @@ import (
 // names can change with the flags and no leaf key is ever written to disk.
 func (s *Server) serverCertificate(ctx context.Context, addr string) (tls.Certificate, error) {
 	prof := pki.ServerProfile{DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}}
+	hosts := s.cfg.TLSHosts
 	if host, _, err := net.SplitHostPort(addr); err == nil && host != "" {
-		s.cfg.TLSHosts = append(s.cfg.TLSHosts, host)
+		hosts = append(hosts[:len(hosts):len(hosts)], host)
 	}
 	if name, err := os.Hostname(); err == nil {
 		prof.DNSNames = append(prof.DNSNames, name)
 	}
-	for _, h := range s.cfg.TLSHosts {
+	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
 			if !ip.IsUnspecified() {
 				prof.IPs = append(prof.IPs, ip)
