@@ -32,13 +32,12 @@ func Register(r provision.Router, p *provision.Pipeline, log *slog.Logger) {
 	}
 	h := &handler{p: p, log: log}
 	birth := []pki.IdentityKind{pki.IdentityBirth}
-	op := []pki.IdentityKind{pki.IdentityOperational}
 	both := []pki.IdentityKind{pki.IdentityBirth, pki.IdentityOperational}
 	for _, prefix := range []string{PathPrefix, PathPrefix + "/{template}"} {
 		r.Handle("GET "+prefix+"/cacerts", both, http.HandlerFunc(h.cacerts))
 		r.Handle("GET "+prefix+"/csrattrs", both, http.HandlerFunc(h.csrattrs))
 		r.Handle("POST "+prefix+"/simpleenroll", birth, h.enroll(false))
-		r.Handle("POST "+prefix+"/simplereenroll", op, h.enroll(true))
+		r.HandleRenewal("POST "+prefix+"/simplereenroll", h.enroll(true))
 	}
 }
 

@@ -32,6 +32,10 @@ const maxJSONBody = 64 << 10
 // listener, which admits each route only to the identity kinds it names.
 type Router interface {
 	Handle(pattern string, kinds []pki.IdentityKind, h http.Handler)
+	// HandleRenewal registers a renewal route for operational identities,
+	// which an expired operational certificate may still reach (the
+	// template's renewal policy decides).
+	HandleRenewal(pattern string, h http.Handler)
 }
 
 // JSONRequest is the body of the JSON provisioning routes.
@@ -60,9 +64,8 @@ type JSONError struct {
 // status for birth identities, renewal for operational ones.
 func RegisterJSON(r Router, p *Pipeline) {
 	birth := []pki.IdentityKind{pki.IdentityBirth}
-	op := []pki.IdentityKind{pki.IdentityOperational}
 	r.Handle("POST "+PathProvision, birth, p.jsonHandler(false))
-	r.Handle("POST "+PathRenew, op, p.jsonHandler(true))
+	r.HandleRenewal("POST "+PathRenew, p.jsonHandler(true))
 	r.Handle("GET "+PathStatus, []pki.IdentityKind{pki.IdentityBirth, pki.IdentityOperational}, http.HandlerFunc(p.serveStatus))
 }
 

@@ -48,12 +48,6 @@ type DeviceListenerConfig struct {
 	// Devices, when set, lets the identity route name the device of a
 	// birth certificate.
 	Devices DeviceResolver
-	// Renewal, when set, names the requests on which an operational
-	// certificate that has expired (but is otherwise valid and unrevoked)
-	// is admitted, so that the template's renewal policy, not the TLS
-	// handshake, decides whether it may still renew. Every other request
-	// refuses it.
-	Renewal func(*http.Request) bool
 	Logger  *slog.Logger
 }
 
@@ -64,11 +58,14 @@ type DeviceListenerConfig struct {
 type DeviceListener struct {
 	verifier *pki.Verifier
 	devices  DeviceResolver
-	renewal  func(*http.Request) bool
-	mux      *http.ServeMux
-	srv      *http.Server
-	ln       net.Listener
-	log      *slog.Logger
+	// renewal are the patterns registered with HandleRenewal: the only
+	// routes an expired operational certificate may reach. Written before
+	// Serve, read-only after.
+	renewal map[string]bool
+	mux     *http.ServeMux
+	srv     *http.Server
+	ln      net.Listener
+	log     *slog.Logger
 }
 
 // connIdentityKey finds a connection's connIdentity in its context.
@@ -79,7 +76,7 @@ type connIdentityKey struct{}
 type connIdentity struct {
 	id atomic.Pointer[pki.Identity]
 	// expired marks an operational certificate past its NotAfter, admitted
-	// for renewal only (DeviceListenerConfig.Renewal).
+	// for renewal only (HandleRenewal).
 	expired atomic.Bool
 }
 
@@ -101,7 +98,7 @@ func NewDeviceListener(ctx context.Context, cfg DeviceListenerConfig) (*DeviceLi
 	if addr == "" {
 		addr = DefaultDeviceAddr
 	}
-	l := &DeviceListener{verifier: verifier, devices: cfg.Devices, renewal: cfg.Renewal, mux: http.NewServeMux(), log: cfg.Logger}
+	l := &DeviceListener{verifier: verifier, devices: cfg.Devices, renewal: map[string]bool{}, mux: http.NewServeMux(), log: cfg.Logger}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
@@ -150,7 +147,7 @@ func (l *DeviceListener) verifyConnection(ctx context.Context) func(tls.Connecti
 		now := time.Now()
 		id, err := l.verifier.Verify(ctx, cs.PeerCertificates, now)
 		expired := false
-		if errors.Is(err, pki.ErrExpired) && l.renewal != nil {
+		if errors.Is(err, pki.ErrExpired) && len(l.renewal) > 0 {
 			id, expired, err = l.verifyExpired(ctx, cs.PeerCertificates, now, err)
 		}
 		if err != nil {
@@ -195,6 +192,22 @@ func (l *DeviceListener) Handle(pattern string, kinds []pki.IdentityKind, h http
 	l.mux.Handle(pattern, deviceauth.Require(kinds, l.log, h))
 }
 
+// HandleRenewal registers a renewal route: operational identities only,
+// and the one kind of route an operational certificate that has expired
+// (but is otherwise valid and unrevoked) still reaches, so that the
+// template's renewal policy, not the TLS handshake, decides whether it may
+// renew. Every other route refuses an expired certificate.
+func (l *DeviceListener) HandleRenewal(pattern string, h http.Handler) {
+	l.Handle(pattern, []pki.IdentityKind{pki.IdentityOperational}, h)
+	l.renewal[pattern] = true
+}
+
+// pattern is the registered pattern r is routed to ("" for none).
+func (l *DeviceListener) pattern(r *http.Request) string {
+	_, p := l.mux.Handler(r)
+	return p
+}
+
 // serveHTTP puts the connection's verified identity into the request's
 // context and routes the request.
 func (l *DeviceListener) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -209,7 +222,7 @@ func (l *DeviceListener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	}
-	if holder.expired.Load() && !l.renewal(r) {
+	if holder.expired.Load() && !l.renewal[l.pattern(r)] {
 		l.log.InfoContext(r.Context(), "expired operational certificate refused outside renewal", "device", id.DeviceID, "path", r.URL.Path)
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return

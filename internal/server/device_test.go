@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -41,7 +40,6 @@ func startDeviceNode(t *testing.T, st *store.Store, p *revocationtest.PKI) *devi
 		ServerCertificate: p.ServerCertificate,
 		PKI:               revocation.PKIHandler(rev),
 		Devices:           rev,
-		Renewal:           func(r *http.Request) bool { return r.URL.Path == "/v1/device/renew" },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +48,7 @@ func startDeviceNode(t *testing.T, st *store.Store, p *revocationtest.PKI) *devi
 	ln.Handle("GET /v1/device/birth-only", []pki.IdentityKind{pki.IdentityBirth}, ok)
 	ln.Handle("GET /v1/device/operational-only", []pki.IdentityKind{pki.IdentityOperational}, ok)
 	ln.Handle("GET /v1/device/nobody", nil, ok)
-	ln.Handle("GET /v1/device/renew", []pki.IdentityKind{pki.IdentityOperational}, ok)
+	ln.HandleRenewal("GET /v1/device/renew", ok)
 	lnDone := make(chan error, 1)
 	go func() { lnDone <- ln.Serve(ctx) }()
 	t.Cleanup(func() {
@@ -260,24 +258,4 @@ func TestDeviceListenerExpiredOperationalRenewsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	refusedWithin(t, n, p, &expired)
-}
-
-func TestIsRenewal(t *testing.T) {
-	for _, tc := range []struct {
-		method, path string
-		want         bool
-	}{
-		{"POST", "/v1/provision/renew", true},
-		{"POST", "/.well-known/est/simplereenroll", true},
-		{"POST", "/.well-known/est/default/simplereenroll", true},
-		{"GET", "/v1/provision/renew", false},
-		{"POST", "/v1/provision", false},
-		{"POST", "/.well-known/est/simpleenroll", false},
-		{"POST", "/v1/device/simplereenroll", false},
-	} {
-		r := httptest.NewRequest(tc.method, tc.path, nil)
-		if got := isRenewal(r); got != tc.want {
-			t.Errorf("%s %s: %v, want %v", tc.method, tc.path, got, tc.want)
-		}
-	}
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -88,7 +87,7 @@ func (s *Server) init(ctx context.Context) error {
 	// Device listener: client certificates required, checked at the handshake.
 	s.device, err = NewDeviceListener(ctx, DeviceListenerConfig{
 		Addr: s.cfg.DeviceAddr, Trust: cas.registry, Revocation: s.rev, Devices: s.rev,
-		PKI: revocation.PKIHandler(s.rev), Logger: log, Renewal: isRenewal,
+		PKI: revocation.PKIHandler(s.rev), Logger: log,
 		ServerCertificate: func(ctx context.Context) (tls.Certificate, error) {
 			return s.serverCertificate(ctx, s.cfg.DeviceAddr)
 		},
@@ -258,15 +257,4 @@ func advertised(addr string, hosts []string) string {
 		}
 	}
 	return net.JoinHostPort(host, port)
-}
-
-// isRenewal reports whether r is a renewal request of one of the front
-// doors: the only requests an expired operational certificate may make,
-// and the template's renewal policy still decides.
-func isRenewal(r *http.Request) bool {
-	if r.Method != http.MethodPost {
-		return false
-	}
-	p := r.URL.Path
-	return p == provision.PathRenew || (strings.HasPrefix(p, "/.well-known/est/") && strings.HasSuffix(p, "/simplereenroll"))
 }
