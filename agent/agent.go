@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/muster-iot/muster/internal/pki"
+	"github.com/muster-iot/muster/internal/region"
 )
 
 // Protocols an Agent speaks.
@@ -51,18 +53,29 @@ type Config struct {
 	// MaxWait bounds how long one call waits for approval or a rate
 	// limit; default ten minutes. ctx bounds it too.
 	MaxWait time.Duration
+	// Regions makes Provision fetch the bootstrap document, time every
+	// region's probe ProbeSamples times (DefaultProbeSamples when zero)
+	// and send the measurements, and makes the agent follow the home
+	// region Muster names (agent/regions.go, docs/regions.md).
+	Regions      bool
+	ProbeSamples int
 	// Transport overrides the HTTP transport (tests, proxies).
 	Transport http.RoundTripper
 	Logger    *slog.Logger
 }
 
-// Agent provisions and renews one device. It is safe for use by one
-// goroutine at a time.
+// Agent provisions and renews one device. Provision, Renew and Run are
+// for one goroutine at a time; Credentials may be read from any, as an MQTT
+// session renews on its own goroutine when Muster says rotate.
 type Agent struct {
-	cfg   Config
-	alg   pki.KeyAlgorithm
-	log   *slog.Logger
+	cfg Config
+	alg pki.KeyAlgorithm
+	log *slog.Logger
+
+	mu    sync.Mutex
 	creds *Credentials
+	// measurements go with the next provisioning request (Regions).
+	measurements map[string]region.Measurement
 }
 
 // New returns an agent for cfg.
@@ -126,8 +139,35 @@ type Response struct {
 	Configuration   map[string]any `json:"configuration,omitempty"`
 	Template        string         `json:"template,omitempty"`
 	TemplateVersion int64          `json:"templateVersion,omitempty"`
+	// ServedBy is the region of the node that answered; Redirect, when
+	// set, names the device's home region (which Region and Endpoints
+	// already are) because it is another one.
+	ServedBy string    `json:"servedBy,omitempty"`
+	Redirect *Redirect `json:"redirect,omitempty"`
+	// HomeSince is when a rehome command or report last changed Region
+	// (kept by the agent, not sent by Muster).
+	HomeSince time.Time `json:"homeSince,omitzero"`
+}
+
+// Redirect says a device's home region is not the one it provisioned
+// through.
+type Redirect struct {
+	Region    string         `json:"region"`
+	Endpoints map[string]any `json:"endpoints"`
+	Reason    string         `json:"reason"`
 }
 
 // Credentials returns what the agent holds now: loaded, provisioned or
 // renewed; nil before any of that.
-func (a *Agent) Credentials() *Credentials { return a.creds }
+func (a *Agent) Credentials() *Credentials {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.creds
+}
+
+// setCredentials makes c the credentials the agent holds.
+func (a *Agent) setCredentials(c *Credentials) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.creds = c
+}

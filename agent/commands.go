@@ -42,7 +42,7 @@ const issueBackdate = 5 * time.Minute
 // and reported with handled true; any other command is returned for the
 // firmware to act on.
 func (a *Agent) HandleCommand(ctx context.Context, topic string, payload []byte) (cmd Command, handled bool, err error) {
-	c := a.creds
+	c := a.Credentials()
 	if c == nil {
 		return Command{}, false, errors.New("agent: no credentials: provision before handling commands")
 	}
@@ -51,6 +51,9 @@ func (a *Agent) HandleCommand(ctx context.Context, topic string, payload []byte)
 		return Command{}, false, fmt.Errorf("agent: %q is not a command topic of device %s", topic, c.DeviceID)
 	}
 	cmd = Command{Name: name, Payload: payload}
+	if name == RehomeCommand {
+		return cmd, true, a.applyRehome(ctx, payload)
+	}
 	if name != RotateCommand {
 		return cmd, false, nil
 	}

@@ -10,4 +10,12 @@
 // CSR, as Retry-After says, so the device gets its certificate as soon as
 // an operator approves it, even across restarts: the pending key and CSR
 // are kept in the directory too.
+//
+// ConnectMQTT opens one MQTT 5 session with Muster's gateway as the
+// device's operational identity; KeepMQTT keeps one: a Link reconnects with
+// exponential backoff and jitter, with the agent's current certificate each
+// time (at once after a rotate command renewed it), makes its
+// subscriptions again, follows the gateway's server redirects, and stops
+// with an error wrapping ErrGatewayRefused when the gateway refuses the
+// device for good (revoked certificate, decommissioned device).
 package agent

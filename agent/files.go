@@ -107,7 +107,7 @@ func (a *Agent) Load() (*Credentials, error) {
 	if info, err := os.ReadFile(filepath.Join(a.cfg.Dir, InfoFile)); err == nil {
 		_ = json.Unmarshal(info, &c.Info) // informational; the PEM is what counts
 	}
-	a.creds = c
+	a.setCredentials(c)
 	return c, nil
 }
 

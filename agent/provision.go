@@ -28,13 +28,14 @@ func (a *Agent) Provision(ctx context.Context) (*Credentials, error) {
 	default:
 		birth = &a.cfg.Birth
 	}
+	a.measurements = a.measureForProvisioning(ctx)
 	return a.request(ctx, kindProvision, birth, pkix.Name{CommonName: "device"})
 }
 
 // Renew gets a new certificate for a new key with the current operational
 // certificate; the device keeps its identity and record.
 func (a *Agent) Renew(ctx context.Context) (*Credentials, error) {
-	cur := a.creds
+	cur := a.Credentials()
 	if cur == nil {
 		var err error
 		if cur, err = a.Load(); err != nil {
@@ -74,7 +75,7 @@ func (a *Agent) request(ctx context.Context, kind string, cred *tls.Certificate,
 		return nil, err
 	}
 	a.dropPending(kind)
-	a.creds = c
+	a.setCredentials(c)
 	a.log.Info("credentials stored", "kind", kind, "device", c.DeviceID, "not_after", c.Certificate.NotAfter)
 	return c, nil
 }

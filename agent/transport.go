@@ -99,7 +99,7 @@ func (a *Agent) send(ctx context.Context, c *http.Client, kind string, csr []byt
 		body = []byte(base64.StdEncoding.EncodeToString(csr))
 	} else {
 		path := "/v1/provision"
-		base := a.cfg.Server
+		base := a.server()
 		switch {
 		case kind == kindRenew:
 			path = "/v1/provision/renew"
@@ -118,6 +118,9 @@ func (a *Agent) send(ctx context.Context, c *http.Client, kind string, csr []byt
 		}
 		if kind == kindProvision && a.cfg.Claim != "" {
 			req["claim"] = a.cfg.Claim
+		}
+		if kind == kindProvision && len(a.measurements) > 0 {
+			req["measurements"] = a.measurements
 		}
 		var err error
 		if body, err = json.Marshal(req); err != nil {

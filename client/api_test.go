@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -250,6 +251,38 @@ func TestRealAPIPagination(t *testing.T) {
 	}
 	if _, err := r.admin.ListDevices(ctx, DeviceFilter{}, ListOptions{Cursor: "forged"}); !HasCode(err, CodeBadCursor) {
 		t.Fatalf("forged cursor: %v", err)
+	}
+}
+
+func TestRealAPICountDevices(t *testing.T) {
+	r := startRealAPI(t)
+	ctx := context.Background()
+	for i := range 5 {
+		in := DeviceInput{Identity: Identity{Serial: "C-" + string(rune('a'+i)), Model: "m" + strconv.Itoa(i%2), Factory: "acme"}}
+		if i < 2 {
+			in.Attributes = map[string]string{"fw": "2"}
+		}
+		if _, err := r.admin.CreateDevice(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		f    DeviceFilter
+		want int64
+	}{
+		{DeviceFilter{}, 5},
+		{DeviceFilter{Model: "m0"}, 3},
+		{DeviceFilter{Model: "m1", Attributes: map[string]string{"fw": "2"}}, 1},
+		{DeviceFilter{SerialPrefix: "C-"}, 5},
+		{DeviceFilter{Factory: "elsewhere"}, 0},
+	} {
+		n, err := r.admin.CountDevices(ctx, c.f)
+		if err != nil || n != c.want {
+			t.Errorf("CountDevices(%+v) = %d, %v; want %d", c.f, n, err, c.want)
+		}
+	}
+	if _, err := r.admin.CountDevices(ctx, DeviceFilter{State: "actve"}); !HasCode(err, CodeBadQuery) {
+		t.Fatalf("CountDevices(unknown state) = %v, want %s", err, CodeBadQuery)
 	}
 }
 

@@ -13,9 +13,5 @@ func (c *Client) AuditLog(ctx context.Context) ([]Event, error) {
 
 // VerifyAuditLog asks the server to recompute the audit log's hash chain.
 func (c *Client) VerifyAuditLog(ctx context.Context) (*Verification, error) {
-	var v Verification
-	if err := c.do(ctx, call{method: http.MethodGet, path: "/v1/audit-log/verify"}, &v); err != nil {
-		return nil, err
-	}
-	return &v, nil
+	return fetch[Verification](ctx, c, call{method: http.MethodGet, path: "/v1/audit-log/verify"})
 }

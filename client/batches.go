@@ -154,9 +154,5 @@ func (c *Client) SubmitBatch(ctx context.Context, factory string, manifest io.Re
 
 // GetBatch returns a factory's batch.
 func (c *Client) GetBatch(ctx context.Context, factory, id string) (*Batch, error) {
-	var b Batch
-	if err := c.do(ctx, call{method: http.MethodGet, path: factoryPath(factory) + "/batches/" + url.PathEscape(id)}, &b); err != nil {
-		return nil, err
-	}
-	return &b, nil
+	return fetch[Batch](ctx, c, call{method: http.MethodGet, path: factoryPath(factory) + "/batches/" + url.PathEscape(id)})
 }

@@ -50,8 +50,12 @@ type Chain struct {
 // manufacturing (with Factory). The old CA stays trusted for Overlap (the
 // server's default, 720h, when zero) and no longer signs.
 type RotateRequest struct {
+	// Purpose is operational, server, manufacturing or regional.
 	Purpose string
+	// Factory names the factory of a manufacturing CA.
 	Factory string
+	// Region names the region of a regional CA.
+	Region  string
 	Overlap time.Duration
 }
 
@@ -81,14 +85,11 @@ func (c *Client) RotateCA(ctx context.Context, req RotateRequest) (*CA, error) {
 	body := struct {
 		Purpose string `json:"purpose"`
 		Factory string `json:"factory,omitempty"`
+		Region  string `json:"region,omitempty"`
 		Overlap string `json:"overlap,omitempty"`
-	}{Purpose: req.Purpose, Factory: req.Factory}
+	}{Purpose: req.Purpose, Factory: req.Factory, Region: req.Region}
 	if req.Overlap != 0 {
 		body.Overlap = req.Overlap.String()
 	}
-	var ca CA
-	if err := c.do(ctx, call{method: http.MethodPost, path: "/v1/cas/rotate", body: body}, &ca); err != nil {
-		return nil, err
-	}
-	return &ca, nil
+	return fetch[CA](ctx, c, call{method: http.MethodPost, path: "/v1/cas/rotate", body: body})
 }

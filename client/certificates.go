@@ -72,11 +72,7 @@ func (c *Client) DeviceCertificates(ctx context.Context, deviceID string) ([]Cer
 
 // Certificate returns the certificate caID issued with serial (hex).
 func (c *Client) Certificate(ctx context.Context, caID, serial string) (*Certificate, error) {
-	var out Certificate
-	if err := c.do(ctx, call{method: http.MethodGet, path: certificatePath(caID, serial)}, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return fetch[Certificate](ctx, c, call{method: http.MethodGet, path: certificatePath(caID, serial)})
 }
 
 // RevokeCertificate revokes one certificate for reason (see Reasons). It

@@ -54,9 +54,5 @@ type CreatedClaim struct {
 
 // CreateClaim creates a claim.
 func (c *Client) CreateClaim(ctx context.Context, req ClaimRequest) (*CreatedClaim, error) {
-	var out CreatedClaim
-	if err := c.do(ctx, call{method: http.MethodPost, path: "/v1/claims", body: req}, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return fetch[CreatedClaim](ctx, c, call{method: http.MethodPost, path: "/v1/claims", body: req})
 }

@@ -112,6 +112,16 @@ type call struct {
 	contentType string
 }
 
+// fetch makes the call and decodes its answer into a new T. Like every SDK
+// method it returns a value or an error, never both.
+func fetch[T any](ctx context.Context, c *Client, cl call) (*T, error) {
+	var out T
+	if err := c.do(ctx, cl, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // do sends cl with retries and decodes a successful answer into out: JSON for
 // most types, the raw bytes when out is *[]byte, nothing when out is nil.
 func (c *Client) do(ctx context.Context, cl call, out any) error {

@@ -37,9 +37,5 @@ func (c *Client) RotateDevice(ctx context.Context, id, reason string) (*CommandS
 }
 
 func (c *Client) command(ctx context.Context, path string, body any) (*CommandSent, error) {
-	var sent CommandSent
-	if err := c.do(ctx, call{method: http.MethodPost, path: path, body: body}, &sent); err != nil {
-		return nil, err
-	}
-	return &sent, nil
+	return fetch[CommandSent](ctx, c, call{method: http.MethodPost, path: path, body: body})
 }

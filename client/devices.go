@@ -124,11 +124,22 @@ func (c *Client) ListDevices(ctx context.Context, filter DeviceFilter, opts List
 	q := url.Values{}
 	filter.encode(q)
 	opts.encode(q)
-	var page Page[Device]
-	if err := c.do(ctx, call{method: http.MethodGet, path: "/v1/devices", query: q}, &page); err != nil {
-		return nil, err
+	return fetch[Page[Device]](ctx, c, call{method: http.MethodGet, path: "/v1/devices", query: q})
+}
+
+// CountDevices returns how many devices match filter, counted by the server
+// without listing them. A manufacturer token counts its own factory's
+// devices only.
+func (c *Client) CountDevices(ctx context.Context, filter DeviceFilter) (int64, error) {
+	q := url.Values{}
+	filter.encode(q)
+	var out struct {
+		Count int64 `json:"count"`
 	}
-	return &page, nil
+	if err := c.do(ctx, call{method: http.MethodGet, path: "/v1/devices/count", query: q}, &out); err != nil {
+		return 0, err
+	}
+	return out.Count, nil
 }
 
 // devicesPageSize is the page size Devices asks for: large enough that a
@@ -225,11 +236,7 @@ func (c *Client) History(ctx context.Context, id string) ([]Event, error) {
 
 // VerifyHistory asks the server to recompute a device's hash chain.
 func (c *Client) VerifyHistory(ctx context.Context, id string) (*Verification, error) {
-	var v Verification
-	if err := c.do(ctx, call{method: http.MethodGet, path: devicePath(id, "history", "verify")}, &v); err != nil {
-		return nil, err
-	}
-	return &v, nil
+	return fetch[Verification](ctx, c, call{method: http.MethodGet, path: devicePath(id, "history", "verify")})
 }
 
 // Passport returns a device's passport: its whole record and verified

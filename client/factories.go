@@ -56,11 +56,7 @@ type Challenge struct {
 
 // CreateFactory registers a factory with its CA.
 func (c *Client) CreateFactory(ctx context.Context, req FactoryRequest) (*Factory, error) {
-	var f Factory
-	if err := c.do(ctx, call{method: http.MethodPost, path: "/v1/factories", body: req}, &f); err != nil {
-		return nil, err
-	}
-	return &f, nil
+	return fetch[Factory](ctx, c, call{method: http.MethodPost, path: "/v1/factories", body: req})
 }
 
 // ListFactories returns every factory the token may see: all of them, or a
@@ -71,11 +67,7 @@ func (c *Client) ListFactories(ctx context.Context) ([]Factory, error) {
 
 // GetFactory returns one factory with its CAs.
 func (c *Client) GetFactory(ctx context.Context, name string) (*Factory, error) {
-	var f Factory
-	if err := c.do(ctx, call{method: http.MethodGet, path: factoryPath(name)}, &f); err != nil {
-		return nil, err
-	}
-	return &f, nil
+	return fetch[Factory](ctx, c, call{method: http.MethodGet, path: factoryPath(name)})
 }
 
 // FactoryChallenge asks for a nonce to register the maker's CA of a new
@@ -87,11 +79,7 @@ func (c *Client) FactoryChallenge(ctx context.Context, name string, expiresIn ti
 	if expiresIn != 0 {
 		body.ExpiresIn = expiresIn.String()
 	}
-	var ch Challenge
-	if err := c.do(ctx, call{method: http.MethodPost, path: factoryPath(name) + "/challenge", body: body}, &ch); err != nil {
-		return nil, err
-	}
-	return &ch, nil
+	return fetch[Challenge](ctx, c, call{method: http.MethodPost, path: factoryPath(name) + "/challenge", body: body})
 }
 
 func factoryPath(name string) string { return "/v1/factories/" + url.PathEscape(name) }

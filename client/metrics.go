@@ -46,6 +46,10 @@ type MeterWindow struct {
 	Disconnects  map[string]int64 `json:"disconnects,omitempty"`
 	Topics       []string         `json:"topics,omitempty"`
 	SourceIPs    []string         `json:"sourceIps,omitempty"`
+
+	// RevokedAttempts counts attempts refused because the certificate was
+	// revoked.
+	RevokedAttempts int64 `json:"revokedAttempts,omitempty"`
 }
 
 // DeviceMetrics returns a device's presence and its metering windows that
@@ -59,9 +63,5 @@ func (c *Client) DeviceMetrics(ctx context.Context, id string, from, to time.Tim
 	if !to.IsZero() {
 		q.Set("to", to.UTC().Format(time.RFC3339))
 	}
-	var m DeviceMetrics
-	if err := c.do(ctx, call{method: http.MethodGet, path: devicePath(id, "metrics"), query: q}, &m); err != nil {
-		return nil, err
-	}
-	return &m, nil
+	return fetch[DeviceMetrics](ctx, c, call{method: http.MethodGet, path: devicePath(id, "metrics"), query: q})
 }

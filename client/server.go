@@ -17,11 +17,7 @@ type Principal struct {
 // Whoami returns the token the client authenticates with, as the server
 // sees it. It is the cheapest way to check a token.
 func (c *Client) Whoami(ctx context.Context) (*Principal, error) {
-	var p Principal
-	if err := c.do(ctx, call{method: http.MethodGet, path: "/v1/whoami"}, &p); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return fetch[Principal](ctx, c, call{method: http.MethodGet, path: "/v1/whoami"})
 }
 
 // Health checks that the server answers. It needs no token.

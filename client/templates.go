@@ -22,29 +22,17 @@ type TemplateRecord struct {
 // CreateTemplate stores a new provisioning template, given as a JSON
 // document.
 func (c *Client) CreateTemplate(ctx context.Context, doc json.RawMessage) (*TemplateRecord, error) {
-	var out TemplateRecord
-	if err := c.do(ctx, call{method: http.MethodPost, path: "/v1/templates", body: doc}, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return fetch[TemplateRecord](ctx, c, call{method: http.MethodPost, path: "/v1/templates", body: doc})
 }
 
 // UpdateTemplate stores doc as the next version of template name.
 func (c *Client) UpdateTemplate(ctx context.Context, name string, doc json.RawMessage) (*TemplateRecord, error) {
-	var out TemplateRecord
-	if err := c.do(ctx, call{method: http.MethodPut, path: "/v1/templates/" + url.PathEscape(name), body: doc}, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return fetch[TemplateRecord](ctx, c, call{method: http.MethodPut, path: "/v1/templates/" + url.PathEscape(name), body: doc})
 }
 
 // GetTemplate returns the newest version of a template.
 func (c *Client) GetTemplate(ctx context.Context, name string) (*TemplateRecord, error) {
-	var out TemplateRecord
-	if err := c.do(ctx, call{method: http.MethodGet, path: "/v1/templates/" + url.PathEscape(name)}, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return fetch[TemplateRecord](ctx, c, call{method: http.MethodGet, path: "/v1/templates/" + url.PathEscape(name)})
 }
 
 // ListTemplates returns the newest version of every template.

@@ -69,11 +69,7 @@ type CreatedToken struct {
 
 // CreateToken makes a new API token.
 func (c *Client) CreateToken(ctx context.Context, req TokenRequest) (*CreatedToken, error) {
-	var out CreatedToken
-	if err := c.do(ctx, call{method: http.MethodPost, path: "/v1/tokens", body: req}, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return fetch[CreatedToken](ctx, c, call{method: http.MethodPost, path: "/v1/tokens", body: req})
 }
 
 // ListTokens returns every token, revoked and expired ones included.

@@ -188,14 +188,15 @@ func chainPurpose(c client.Chain) string {
 func newCARotateCmd(g *globals) *cobra.Command {
 	var req client.RotateRequest
 	cmd := &cobra.Command{
-		Use:   "rotate --purpose operational|server|manufacturing [--factory F] --overlap 720h",
+		Use:   "rotate --purpose operational|server|manufacturing|regional [--factory F|--region R] --overlap 720h",
 		Short: "Replace a CA; the old one stays trusted for the overlap",
-		Long: `Replace the operational, server or a factory's manufacturing CA with a new key
-and certificate (same subject, signed by the root). The new CA signs from now
+		Long: `Replace the operational, server, a factory's manufacturing or a region's CA with
+a new key and certificate (same subject, signed by the root). The new CA signs from now
 on; the old one is still trusted for --overlap, so certificates it issued keep
 working while devices move over, then it retires. See docs/ca-rotation.md.`,
 		Example: `  muster ca rotate --purpose manufacturing --factory acme --overlap 720h
-  muster ca rotate --purpose operational --overlap 2160h`,
+  muster ca rotate --purpose operational --overlap 2160h
+  muster ca rotate --purpose regional --region eu-west --overlap 720h`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.newClient(cmd)
@@ -211,10 +212,11 @@ working while devices move over, then it retires. See docs/ca-rotation.md.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&req.Purpose, "purpose", "", "operational, server or manufacturing (required)")
+	fl.StringVar(&req.Purpose, "purpose", "", "operational, server, manufacturing or regional (required)")
 	fl.StringVar(&req.Factory, "factory", "", "the factory, for a manufacturing CA")
+	fl.StringVar(&req.Region, "region", "", "the region, for a regional CA")
 	fl.DurationVar(&req.Overlap, "overlap", 720*time.Hour, "how long the old CA stays trusted")
 	markRequired(cmd, "purpose")
-	_ = cmd.RegisterFlagCompletionFunc("purpose", cobra.FixedCompletions([]string{"operational", "server", "manufacturing"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("purpose", cobra.FixedCompletions([]string{"operational", "server", "manufacturing", "regional"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }

@@ -20,9 +20,9 @@ import (
 func newDeviceCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "device",
-		Short: "Act as a device: provision and renew with the agent library",
+		Short: "Act as a device: provision, renew and use MQTT with the agent library",
 	}
-	cmd.AddCommand(newDeviceProvisionCmd(g), newDeviceRenewCmd(g))
+	cmd.AddCommand(newDeviceProvisionCmd(g), newDeviceRenewCmd(g), newDeviceMQTTCmd(g))
 	return cmd
 }
 
@@ -31,6 +31,10 @@ type deviceFlags struct {
 	server, ca, template, protocol, keyAlg string
 	params                                 []string
 	maxWait                                time.Duration
+	// regions measures every region's probe before provisioning
+	// (docs/regions.md), probeSamples times each.
+	regions      bool
+	probeSamples int
 }
 
 func (f *deviceFlags) add(cmd *cobra.Command) {
@@ -42,6 +46,8 @@ func (f *deviceFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.keyAlg, "key-algorithm", "ecdsa-p256", "operational key: ecdsa-p256, ecdsa-p384 or rsa-3072")
 	fl.StringArrayVar(&f.params, "param", nil, "template parameter NAME=VALUE (repeatable; numbers and true/false are typed)")
 	fl.DurationVar(&f.maxWait, "wait", 10*time.Minute, "how long to wait for approval or rate limits")
+	fl.BoolVar(&f.regions, "regions", false, "fetch the signed bootstrap document, time every region's probe and send the measurements (lowest-latency allocation)")
+	fl.IntVar(&f.probeSamples, "probe-samples", agent.DefaultProbeSamples, "samples per region probe with --regions")
 }
 
 // config builds an agent configuration from the flags.
@@ -54,7 +60,8 @@ func (f *deviceFlags) config() (agent.Config, error) {
 	if !roots.AppendCertsFromPEM(pemData) {
 		return agent.Config{}, fmt.Errorf("--ca %s holds no PEM certificate", f.ca)
 	}
-	cfg := agent.Config{Server: f.server, Roots: roots, Template: f.template, Protocol: f.protocol, KeyAlgorithm: f.keyAlg, MaxWait: f.maxWait}
+	cfg := agent.Config{Server: f.server, Roots: roots, Template: f.template, Protocol: f.protocol, KeyAlgorithm: f.keyAlg, MaxWait: f.maxWait,
+		Regions: f.regions, ProbeSamples: f.probeSamples}
 	for _, p := range f.params {
 		name, value, ok := strings.Cut(p, "=")
 		if !ok || name == "" {

@@ -22,6 +22,7 @@ func newDevicesCmd(g *globals) *cobra.Command {
 		newDevicesCreateCmd(g),
 		newDevicesGetCmd(g),
 		newDevicesListCmd(g),
+		newDevicesCountCmd(g),
 		newDevicesUpdateCmd(g),
 		newDevicesStateCmd(g),
 		newDevicesQCCmd(g),

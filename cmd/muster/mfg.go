@@ -51,22 +51,12 @@ back as "exists" with the certificate they have.`,
   muster mfg batch submit --factory acme --key-mode mint units.jsonl --out ./test-line`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			in, name, err := openManifest(cmd, args[0])
+			br, err := openManifestAs(cmd, args[0], format)
 			if err != nil {
 				return err
 			}
-			defer in.Close()
-			br := bufio.NewReaderSize(in, 64<<10)
-			opts := client.BatchOptions{KeyMode: client.KeyMode(keyMode), Batch: batchID}
-			if format != "" {
-				opts.Format, err = mfg.ParseFormat(format)
-			} else {
-				head, _ := br.Peek(512)
-				opts.Format, err = mfg.DetectFormat(name, head)
-			}
-			if err != nil {
-				return err
-			}
+			defer br.Close()
+			opts := client.BatchOptions{KeyMode: client.KeyMode(keyMode), Batch: batchID, Format: br.format}
 			c, err := g.newClient(cmd)
 			if err != nil {
 				return err
@@ -126,6 +116,33 @@ func openManifest(cmd *cobra.Command, arg string) (io.ReadCloser, string, error)
 		return nil, "", err
 	}
 	return f, arg, nil
+}
+
+// manifestInput is a manifest opened for streaming, buffered, with its
+// format: the --format flag's, or else what its name and first bytes say.
+type manifestInput struct {
+	*bufio.Reader
+	io.Closer
+	format mfg.Format
+}
+
+func openManifestAs(cmd *cobra.Command, arg, format string) (*manifestInput, error) {
+	in, name, err := openManifest(cmd, arg)
+	if err != nil {
+		return nil, err
+	}
+	m := &manifestInput{Reader: bufio.NewReaderSize(in, 64<<10), Closer: in}
+	if format != "" {
+		m.format, err = mfg.ParseFormat(format)
+	} else {
+		head, _ := m.Peek(512)
+		m.format, err = mfg.DetectFormat(name, head)
+	}
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	return m, nil
 }
 
 // countRows counts a manifest file's rows for the progress bar's total and

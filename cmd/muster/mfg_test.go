@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -168,18 +169,46 @@ func TestReadmeManufacturing(t *testing.T) {
 	}
 }
 
-// TestReadmeProvisioning runs the manufacturing block and then the
-// provisioning block: a template, one device provisioned and renewed with
-// the CLI device, and the whole minted batch through the simulator.
-func TestReadmeProvisioning(t *testing.T) {
-	text := runReadmeBlock(t, "manufacturing", "provisioning")
+// TestReadmeProvisioningAndGateway runs the manufacturing block, the
+// provisioning block (a template, one device provisioned and renewed with
+// the CLI device, the whole minted batch through the simulator), then the
+// gateway block: a simulated fleet on MQTT, its metering, a device refused
+// other devices' topics and $SYS, quarantined live and dropped on
+// revocation. One server runs all three, as a new user would.
+func TestReadmeProvisioningAndGateway(t *testing.T) {
+	text := runReadmeBlock(t, "manufacturing", "provisioning", "gateway")
 	for _, want := range []string{
 		`sensor-y +SN-001001 +provisioned`,
-		`Provisioned +1000\n`, // the simulator: every minted device
+		`Provisioned +1000\n`, // sim provision: every minted device
 		`Failed +0\n`,
+		// sim fleet: every device manufactured, provisioned, connected,
+		// publishing 2/s for 5 s (plus one report each), nothing dropped.
+		`Manufactured +100 in`,
+		`Provisioned +100 in`,
+		`Connected +100 in`,
+		`Dropped +0\n`,
+		`Published +\d+ in [\d.]+ s \(\d+ msgs/s\), 0 refused, 0 failed`,
+		// metering of one fleet device: one attempt, one connect, no
+		// failures, messages in, and its disconnect once the fleet left.
+		`(?m)^20\d\d-\d\d-\d\d \d\d:\d\d +1 +1 +0 +\d+ .*client:1 `,
+		`muster_gateway_messages_in_total \d+`,
+		`publish devices/dev_\w+/telemetry: ok`,
+		`publish devices/dev_\w+/telemetry: refused \(not authorized\)`,
+		`subscribe \$SYS/#: refused \(not authorized\)`,
+		`session ended: disconnected by the gateway: reason 0x87`,
 	} {
 		if !regexp.MustCompile(want).MatchString(text) {
-			t.Errorf("provisioning block output lacks %s:\n%s", want, text)
+			t.Errorf("README output lacks %s:\n%s", want, text)
+		}
+	}
+	if n := strings.Count(text, "Published "); n != 1 {
+		t.Errorf("want one sim fleet summary, got %d", n)
+	}
+	if published := regexp.MustCompile(`Published +(\d+) in`).FindStringSubmatch(text); published != nil {
+		// 100 devices at 2/s for 5 s is about 1,000 telemetry messages
+		// and 100 reports; far fewer means the fleet did not run.
+		if n, _ := strconv.Atoi(published[1]); n < 800 {
+			t.Errorf("the fleet published %d messages, want about 1,100", n)
 		}
 	}
 }

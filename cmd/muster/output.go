@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/muster-iot/muster/client"
 )
 
 // printer writes a command's result: the API's JSON for scripts, or a table
@@ -152,4 +156,73 @@ func timestamp(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// bindPageFlags adds the flags of a paginated listing of nouns, for
+// printListing: --limit and --cursor choose one page, --all follows every
+// page instead.
+func bindPageFlags(cmd *cobra.Command, opts *client.ListOptions, all *bool, noun string) {
+	f := cmd.Flags()
+	f.IntVar(&opts.Limit, "limit", 0, noun+" per page, 1 to 1000 (default 100)")
+	f.StringVar(&opts.Cursor, "cursor", "", "start at this page cursor (from a previous listing)")
+	f.BoolVar(all, "all", false, "list every matching "+strings.TrimSuffix(noun, "s")+", following all pages")
+	cmd.MarkFlagsMutuallyExclusive("all", "limit")
+	cmd.MarkFlagsMutuallyExclusive("all", "cursor")
+}
+
+// printListing prints a paginated listing: with all, every item the
+// iterator yields; otherwise the one page page fetches, followed on the
+// terminal by how to get the next. noun names the items in that hint.
+func printListing[T any](cmd *cobra.Command, g *globals, out *listWriter, all bool, noun string,
+	items iter.Seq2[*T, error], page func() (*client.Page[T], error), add func(*T)) error {
+	if all {
+		for it, err := range items {
+			if err != nil {
+				_ = out.close("")
+				return err
+			}
+			add(it)
+		}
+		return out.close("")
+	}
+	p, err := page()
+	if err != nil {
+		return err
+	}
+	for i := range p.Items {
+		add(&p.Items[i])
+	}
+	if err := out.close(p.NextCursor); err != nil {
+		return err
+	}
+	if p.NextCursor != "" && !g.jsonOutput() {
+		fmt.Fprintf(cmd.ErrOrStderr(), "More %s match: add --all, or --cursor %s for the next page.\n", noun, p.NextCursor)
+	}
+	return nil
+}
+
+// newDeleteCmd is "delete NAME" for a kind of named thing: del deletes it,
+// and the answer says so, as {"name","deleted"} in JSON.
+func newDeleteCmd(g *globals, kind, short string, del func(ctx context.Context, c *client.Client, name string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete NAME",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.newClient(cmd)
+			if err != nil {
+				return err
+			}
+			if err := del(cmd.Context(), c, args[0]); err != nil {
+				return err
+			}
+			result := struct {
+				Name    string `json:"name"`
+				Deleted bool   `json:"deleted"`
+			}{args[0], true}
+			return g.printer(cmd).print(result, func(t *table) {
+				fmt.Fprintf(t.tw, "%s %s deleted.\n", kind, args[0])
+			})
+		},
+	}
 }

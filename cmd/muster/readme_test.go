@@ -55,26 +55,7 @@ func runReadmeBlock(t *testing.T, names ...string) string {
 		script.WriteString(readmeBlock(t, string(readme), name) + "\n")
 	}
 
-	// A scratch copy of the repository (symlinks), so the walkthrough's
-	// files and ./muster-data do not land in the working tree.
-	dir := t.TempDir()
-	entries, err := os.ReadDir(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		switch e.Name() {
-		case "muster-data", "muster", "bom.json", "qc.json", ".git",
-			// What the manufacturing block writes.
-			"device-keys", "csr-batch.csv", "mint-batch.csv", "batch-csr", "batch-mint", "batch-csr-again", "chains",
-			"template.yaml", "dev-1001":
-			continue
-		}
-		if err := os.Symlink(filepath.Join(root, e.Name()), filepath.Join(dir, e.Name())); err != nil {
-			t.Fatal(err)
-		}
-	}
-
+	dir := scratchRepo(t, root)
 	bin := filepath.Join(t.TempDir(), "muster")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/muster")
 	build.Dir = dir
@@ -95,10 +76,14 @@ func runReadmeBlock(t *testing.T, names ...string) string {
 	defer func() {
 		cancel()
 		_ = serve.Wait()
+	}()
+	// A cleanup, not the defer: the caller's checks of the output run
+	// after this function returns, and their failures need the log too.
+	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("server log:\n%s", serverLog.String())
 		}
-	}()
+	})
 	waitForFile(t, filepath.Join(dir, "muster-data", "api.addr"))
 
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script.String())
@@ -109,6 +94,33 @@ func runReadmeBlock(t *testing.T, names ...string) string {
 		t.Fatalf("README %s block failed: %v\n%s", strings.Join(names, "+"), err, out)
 	}
 	return string(out)
+}
+
+// scratchRepo makes a scratch copy of the repository at root (symlinks),
+// so that what README blocks write, ./muster-data included, does not land
+// in the working tree.
+func scratchRepo(t *testing.T, root string) string {
+	t.Helper()
+	dir := t.TempDir()
+	// Only the repository's own files, tracked or new: what earlier
+	// walkthroughs left in the checkout (data directories, batches, keys;
+	// .gitignore lists them) stays out.
+	out, err := exec.Command("git", "-C", root, "ls-files", "--cached", "--others", "--exclude-standard").Output()
+	if err != nil {
+		t.Fatalf("list the repository's files: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, path := range strings.Fields(string(out)) {
+		top, _, _ := strings.Cut(path, "/")
+		if seen[top] || top == "muster-data" {
+			continue
+		}
+		seen[top] = true
+		if err := os.Symlink(filepath.Join(root, top), filepath.Join(dir, top)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // readmeBlock extracts the shell block between a pair of the README's

@@ -85,6 +85,7 @@ server's data directory (when run on the server host):
 		newDeviceCmd(g),
 		newSimCmd(g),
 	)
+	root.AddCommand(featureCommands(g)...)
 	return root
 }
 

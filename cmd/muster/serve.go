@@ -5,12 +5,16 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/muster-iot/muster/internal/gateway"
+	"github.com/muster-iot/muster/internal/jobs"
+	"github.com/muster-iot/muster/internal/lease"
 	"github.com/muster-iot/muster/internal/pki"
+	"github.com/muster-iot/muster/internal/region"
 	"github.com/muster-iot/muster/internal/server"
 	"github.com/muster-iot/muster/internal/store"
 )
@@ -18,13 +22,23 @@ import (
 // serverFlags are the settings of `muster serve` and `muster migrate`; each
 // flag also reads a MUSTER_* environment variable.
 type serverFlags struct {
-	databaseURL, apiAddr, deviceAddr, pkiAddr, region string
-	mqttAddr, mqttWSAddr                              string
-	passFile, keyAlg, logLevel                        string
-	tlsHosts                                          []string
+	databaseURL, apiAddr, deviceAddr, pkiAddr, region, nodeID string
+	regionHysteresis                                          string
+	mqttAddr, mqttWSAddr                                      string
+	passFile, keyAlg, logLevel                                string
+	tlsHosts                                                  []string
+	// leaseTTL is how long a dead node's singleton work (jobs, CRLs)
+	// waits before another node takes it over.
+	leaseTTL time.Duration
+	// jobRetention is how long finished bulk jobs are kept; 0 keeps them.
+	jobRetention time.Duration
 	// pkcs11Module, pkcs11Token and pkcs11PINFile select an HSM for the CA
 	// keys (bindCA).
 	pkcs11Module, pkcs11Token, pkcs11PINFile string
+	// audit schedules the configuration audit (audit_run.go).
+	audit auditFlags
+	// detect tunes behaviour detection (detect_flags.go).
+	detect detectFlags
 }
 
 func (f *serverFlags) bind(fs *pflag.FlagSet, withListeners bool) {
@@ -38,8 +52,14 @@ func (f *serverFlags) bind(fs *pflag.FlagSet, withListeners bool) {
 	fs.StringVar(&f.mqttAddr, "mqtt-addr", gateway.DefaultAddr, "device gateway: MQTT over TLS, client certificates required (env MUSTER_MQTT_ADDR)")
 	fs.StringVar(&f.mqttWSAddr, "mqtt-ws-addr", "", "also serve MQTT over WebSocket (TLS, path /mqtt) here; empty disables it (env MUSTER_MQTT_WS_ADDR)")
 	fs.StringVar(&f.region, "region", server.DefaultRegion, "the region this node serves (env MUSTER_REGION)")
+	fs.StringVar(&f.regionHysteresis, "region-hysteresis", region.DefaultHysteresis.String(), "when a device re-homes: another region better by RATIO%/MARGIN in REPORTS consecutive reports (env MUSTER_REGION_HYSTERESIS)")
+	fs.StringVar(&f.nodeID, "node-id", "", "this node's name among nodes sharing a database; default the host name (env MUSTER_NODE_ID)")
+	fs.DurationVar(&f.leaseTTL, "lease-ttl", lease.DefaultTTL, "how long a node's leases on bulk jobs and CRL publication live unrenewed: a dead node's work moves to another node after this (env MUSTER_LEASE_TTL)")
+	fs.DurationVar(&f.jobRetention, "job-retention", jobs.DefaultRetention, "how long finished bulk jobs (their manifest and per-row results) are kept before they are deleted; 0 keeps them (env MUSTER_JOB_RETENTION)")
 	fs.StringVar(&f.pkiAddr, "pki-addr", "127.0.0.1:8080", "plain-HTTP address for CRLs and OCSP; empty disables it (env MUSTER_PKI_ADDR)")
 	f.bindCA(fs)
+	f.audit.bind(fs)
+	f.detect.bind(fs)
 	fs.StringSliceVar(&f.tlsHosts, "tls-host", nil, "extra DNS name or IP for the server's TLS certificates, repeatable (env MUSTER_TLS_HOSTS, comma-separated)")
 }
 
@@ -108,7 +128,31 @@ func (f *serverFlags) config(cmd *cobra.Command) (server.Config, error) {
 	if err != nil {
 		return server.Config{}, err
 	}
+	var hyst region.Hysteresis
+	if f.regionHysteresis != "" {
+		if hyst, err = region.ParseHysteresis(f.regionHysteresis); err != nil {
+			return server.Config{}, fmt.Errorf("--region-hysteresis: %w", err)
+		}
+	}
+	auditCfg, err := f.audit.config()
+	if err != nil {
+		return server.Config{}, err
+	}
+	detectCfg, err := f.detect.config()
+	if err != nil {
+		return server.Config{}, err
+	}
+	// Leases are renewed every third of their life; below a second a slow
+	// database round trip would lose them.
+	if f.leaseTTL != 0 && f.leaseTTL < time.Second {
+		return server.Config{}, fmt.Errorf("--lease-ttl %v: use at least 1s (default %v)", f.leaseTTL, lease.DefaultTTL)
+	}
+	if f.jobRetention < 0 {
+		return server.Config{}, fmt.Errorf("--job-retention %v: must not be negative (0 keeps finished jobs; default %v)", f.jobRetention, jobs.DefaultRetention)
+	}
 	return server.Config{
+		Audit:            auditCfg,
+		Detect:           detectCfg,
 		DataDir:          dataDir(cmd),
 		DatabaseURL:      f.databaseURL,
 		PKCS11:           hsm,
@@ -116,6 +160,10 @@ func (f *serverFlags) config(cmd *cobra.Command) (server.Config, error) {
 		DeviceAddr:       f.deviceAddr,
 		PKIAddr:          f.pkiAddr,
 		Region:           f.region,
+		RegionHysteresis: hyst,
+		NodeID:           f.nodeID,
+		LeaseTTL:         f.leaseTTL,
+		JobRetention:     f.jobRetention,
 		MQTTAddr:         f.mqttAddr,
 		MQTTWSAddr:       f.mqttWSAddr,
 		CAPassphrase:     []byte(os.Getenv(pki.PassphraseEnv)),

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,7 +20,7 @@ func newSimCmd(g *globals) *cobra.Command {
 		Use:   "sim",
 		Short: "Simulate devices against a Muster server",
 	}
-	cmd.AddCommand(newSimProvisionCmd(g))
+	cmd.AddCommand(newSimProvisionCmd(g), newSimFleetCmd(g), newSimLatencyCmd(g))
 	return cmd
 }
 
@@ -141,14 +140,7 @@ func simulate(cmd *cobra.Command, base agent.Config, devices [][2]string, concur
 	wg.Wait()
 	elapsed := time.Since(start)
 	rep := simReport{Devices: len(devices), OK: len(lat), Failed: len(failures), Seconds: elapsed.Seconds(), PerSecond: float64(len(lat)) / elapsed.Seconds()}
-	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		if len(lat) == 0 {
-			return 0
-		}
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))]) / float64(time.Millisecond)
-	}
-	rep.LatencyMs = latency{P50: pct(0.50), P90: pct(0.90), P99: pct(0.99), Max: pct(1)}
+	rep.LatencyMs = percentiles(lat)
 	rep.FirstFailures = failures[:min(len(failures), 5)]
 	return rep
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -136,25 +137,6 @@ func newTemplatesListCmd(g *globals) *cobra.Command {
 }
 
 func newTemplatesDeleteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "delete NAME",
-		Short: "Delete a template; certificates issued under it are unaffected",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.newClient(cmd)
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteTemplate(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			result := struct {
-				Name    string `json:"name"`
-				Deleted bool   `json:"deleted"`
-			}{args[0], true}
-			return g.printer(cmd).print(result, func(t *table) {
-				fmt.Fprintf(t.tw, "Template %s deleted.\n", args[0])
-			})
-		},
-	}
+	return newDeleteCmd(g, "Template", "Delete a template; certificates issued under it are unaffected",
+		func(ctx context.Context, c *client.Client, name string) error { return c.DeleteTemplate(ctx, name) })
 }

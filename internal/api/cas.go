@@ -24,8 +24,10 @@ type chainFile struct {
 
 // rotateRequest is the body of POST /v1/cas/rotate.
 type rotateRequest struct {
-	Purpose string `json:"purpose"` // operational, server or manufacturing
+	Purpose string `json:"purpose"` // operational, server, manufacturing or regional
 	Factory string `json:"factory,omitempty"`
+	// Region names the region whose CA a regional rotation replaces.
+	Region string `json:"region,omitempty"`
 	// Overlap is how long the old CA stays trusted, a Go duration (default 720h).
 	Overlap string `json:"overlap,omitempty"`
 }
@@ -77,6 +79,13 @@ func chainFileName(c ca.Chain) (string, error) {
 		}
 		return "manufacturing-" + f + "-chain.pem", nil
 	}
+	if c.Purpose == ca.PurposeRegional {
+		r, err := mfg.SerialFileName(c.Factory)
+		if err != nil {
+			return "", err
+		}
+		return "regional-" + r + "-chain.pem", nil
+	}
 	return string(c.Purpose) + "-chain.pem", nil
 }
 
@@ -86,11 +95,21 @@ func (s *Server) rotateCA(r *http.Request, in *rotateRequest) (*store.CA, error)
 		return nil, err
 	}
 	p, err := pki.ParsePurpose(in.Purpose)
+	if in.Purpose == string(ca.PurposeRegional) {
+		p, err = ca.PurposeRegional, nil
+	}
 	if err != nil || p == pki.PurposeRoot {
-		return nil, validationError("purpose", "%q cannot be rotated: use operational, server or manufacturing", in.Purpose)
+		return nil, validationError("purpose", "%q cannot be rotated: use operational, server, manufacturing or regional", in.Purpose)
 	}
 	if (p == pki.PurposeManufacturing) != (in.Factory != "") {
 		return nil, validationError("factory", "a manufacturing CA is rotated for one factory (name it); other CAs for none")
+	}
+	if (p == ca.PurposeRegional) != (in.Region != "") {
+		return nil, validationError("region", "a regional CA is rotated for one region (name it); other CAs for none")
+	}
+	owner := in.Factory // the registry keeps a regional CA's region where a factory would be
+	if p == ca.PurposeRegional {
+		owner = in.Region
 	}
 	overlap := defaultOverlap
 	if in.Overlap != "" {
@@ -98,8 +117,10 @@ func (s *Server) rotateCA(r *http.Request, in *rotateRequest) (*store.CA, error)
 			return nil, validationError("overlap", "must be a duration such as \"720h\", got %q", in.Overlap)
 		}
 	}
-	a, err := cas.Rotate(r.Context(), p, in.Factory, overlap, principal(r).Actor())
+	a, err := cas.Rotate(r.Context(), p, owner, overlap, principal(r).Actor())
 	switch {
+	case errors.Is(err, ca.ErrNoCA) && p == ca.PurposeRegional:
+		return nil, errorf(http.StatusNotFound, codeNotFound, "region", "%v (give the region a CA with muster regions update NAME --ca)", err)
 	case errors.Is(err, ca.ErrNoCA):
 		return nil, errorf(http.StatusNotFound, codeNotFound, "factory", "%v", err)
 	case errors.Is(err, store.ErrVersionMismatch):

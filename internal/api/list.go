@@ -18,23 +18,13 @@ const (
 
 func (s *Server) listDevices(r *http.Request) (devicePage, error) {
 	q := r.URL.Query()
-	f, err := deviceFilter(q)
+	f, err := scopedDeviceFilter(r, q)
 	if err != nil {
 		return devicePage{}, err
 	}
 	limit, err := pageLimit(q.Get("limit"))
 	if err != nil {
 		return devicePage{}, err
-	}
-	if p := principal(r); p.scoped() {
-		// Naming another factory is refused rather than silently answered
-		// with the caller's own devices, which would look like the other
-		// factory's.
-		if p.Factory == "" || (f.Factory != "" && f.Factory != p.Factory) {
-			return devicePage{}, errorf(http.StatusForbidden, codeForbidden, "factory",
-				"this token lists devices of factory %q only", p.Factory)
-		}
-		f.Factory = p.Factory
 	}
 	devs, next, err := s.store.ListDevices(r.Context(), f, q.Get("cursor"), limit)
 	if err != nil {
@@ -44,6 +34,62 @@ func (s *Server) listDevices(r *http.Request) (devicePage, error) {
 		devs = []*fleet.Device{}
 	}
 	return devicePage{Items: devs, NextCursor: next}, nil
+}
+
+// deviceTotal is the answer of GET /v1/devices/count.
+type deviceTotal struct {
+	Count int64 `json:"count"`
+}
+
+func (s *Server) countDevices(r *http.Request) (deviceTotal, error) {
+	f, err := scopedDeviceFilter(r, r.URL.Query())
+	if err != nil {
+		return deviceTotal{}, err
+	}
+	n, err := s.store.CountDevices(r.Context(), f)
+	if err != nil {
+		return deviceTotal{}, err
+	}
+	return deviceTotal{Count: n}, nil
+}
+
+// scopedDeviceFilter is the query's device filter as the caller may apply
+// it: a manufacturer token's filter is narrowed to its own factory, so
+// listing and counting see the same devices.
+func scopedDeviceFilter(r *http.Request, q url.Values) (store.DeviceFilter, error) {
+	f, err := deviceFilter(q)
+	if err != nil {
+		return f, err
+	}
+	if p := principal(r); p.scoped() {
+		// Naming another factory is refused rather than silently answered
+		// with the caller's own devices, which would look like the other
+		// factory's.
+		if p.Factory == "" || (f.Factory != "" && f.Factory != p.Factory) {
+			return f, errorf(http.StatusForbidden, codeForbidden, "factory",
+				"this token reads devices of factory %q only", p.Factory)
+		}
+		f.Factory = p.Factory
+	}
+	return f, nil
+}
+
+// deviceFilterParams declares the query parameters deviceFilter reads, for
+// every route that filters devices.
+func deviceFilterParams() []queryParam {
+	str := map[string]any{"type": "string"}
+	return []queryParam{
+		{name: "state", desc: "lifecycle state", schema: map[string]any{"type": "string", "enum": stateNames()}},
+		{name: "model", desc: "exact model", schema: str},
+		{name: "batch", desc: "exact manufacturing batch", schema: str},
+		{name: "owner", desc: "exact owner", schema: str},
+		{name: "factory", desc: "exact factory (a manufacturer token may name only its own)", schema: str},
+		{name: "group", desc: "member of this inventory group", schema: str},
+		{name: "tag", desc: "has this inventory tag", schema: str},
+		{name: "serial", desc: "serial number prefix", schema: str},
+		{name: "component", desc: "BOM lists a component with this name", schema: str},
+		{name: "attr", desc: "key=value attribute match; repeat for AND", schema: str, repeat: true},
+	}
 }
 
 // deviceFilter reads the listing filters from the query. checkQuery has

@@ -116,7 +116,7 @@ func (g *schemaGen) operation(rt route) (map[string]any, error) {
 			return nil, err
 		}
 		content := map[string]any{"application/json": map[string]any{"schema": out}}
-		if rt.stream {
+		if rt.lines {
 			content = map[string]any{"application/x-ndjson": map[string]any{"schema": out}}
 		}
 		if rt.markdown {

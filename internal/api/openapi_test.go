@@ -161,3 +161,42 @@ func walkRefs(v any, fn func(string)) {
 		}
 	}
 }
+
+// TestOpenAPIStreamedContent: a route documents JSON lines only where it
+// streams them. A job upload streams its manifest in but answers one JSON
+// object; a batch streams both ways; job results stream out.
+func TestOpenAPIStreamedContent(t *testing.T) {
+	raw, err := openAPIDocument(routes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Paths map[string]map[string]struct {
+			RequestBody struct {
+				Content map[string]any `json:"content"`
+			} `json:"requestBody"`
+			Responses map[string]struct {
+				Content map[string]any `json:"content"`
+			} `json:"responses"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path, method, status, answer string
+		manifest                     bool
+	}{
+		{"/v1/jobs", "post", "201", "application/json", true},
+		{"/v1/factories/{name}/batches", "post", "200", "application/x-ndjson", true},
+		{"/v1/jobs/{id}/results", "get", "200", "application/x-ndjson", false},
+	} {
+		op := doc.Paths[c.path][c.method]
+		if got := op.Responses[c.status].Content; len(got) != 1 || got[c.answer] == nil {
+			t.Errorf("%s %s answers %v, want only %s", c.method, c.path, got, c.answer)
+		}
+		if _, csv := op.RequestBody.Content["text/csv"]; csv != c.manifest {
+			t.Errorf("%s %s takes a CSV manifest: %v, want %v", c.method, c.path, csv, c.manifest)
+		}
+	}
+}

@@ -53,6 +53,12 @@ const (
 // rolePermissions is the permission table of the contract, role by role.
 // It is the only place that grants anything.
 func rolePermissions(r Role) []Permission {
+	return append(corePermissions(r), featurePermissions(r)...)
+}
+
+// corePermissions are the grants of the registry, PKI and provisioning
+// routes; features.go adds those of later features.
+func corePermissions(r Role) []Permission {
 	switch r {
 	case RoleAdmin:
 		return []Permission{PermDevicesRead, PermDevicesCreate, PermDevicesUpdate, PermDevicesState,

@@ -29,6 +29,9 @@ type route struct {
 	// markdown means the answer can also be rendered as Markdown with
 	// ?format=md; the answer type then has a Markdown() string method.
 	markdown bool
+	// limit, when set, replaces the default body limit (an advisory
+	// import carries a whole OSV database in one transaction).
+	limit int64
 	endpoint
 }
 
@@ -36,6 +39,8 @@ type route struct {
 // whose bodies carry BOMs, 64 KiB elsewhere, and none without a body.
 func (rt route) bodyLimit() int64 {
 	switch {
+	case rt.limit > 0:
+		return rt.limit
 	case rt.in == nil, rt.stream:
 		// A streamed body (a manifest) has no total limit; its reader
 		// bounds each row instead.
@@ -73,10 +78,12 @@ type queryParam struct {
 type endpoint struct {
 	in, out reflect.Type // nil when there is no body
 	serve   func(s *Server, r *http.Request) (any, error)
-	// stream marks a route whose request body is read as a stream of rows
-	// and whose answer is a stream of JSON lines; in and out are then the
-	// type of one line each way.
+	// stream marks a route whose request body is read as a stream of rows;
+	// in is then the type of one row.
 	stream bool
+	// lines marks an answer that is a stream of JSON lines; out is then
+	// the type of one line.
+	lines bool
 }
 
 // responseStream is what a streamed route's handler returns: it writes the
@@ -93,6 +100,7 @@ func streamed[In, Out any](f func(*Server, *http.Request) (responseStream, error
 		in:     reflect.TypeFor[In](),
 		out:    reflect.TypeFor[Out](),
 		stream: true,
+		lines:  true,
 		serve: func(s *Server, r *http.Request) (any, error) {
 			st, err := f(s, r)
 			if err != nil {
@@ -149,20 +157,15 @@ func routes() []route {
 			summary: "Register a device (initial state manufactured)", endpoint: withBody((*Server).createDevice)},
 		{name: "listDevices", method: "GET", pattern: "/v1/devices", perm: PermDevicesRead, status: http.StatusOK,
 			summary: "List devices, filtered and paginated", endpoint: noBody((*Server).listDevices),
-			query: []queryParam{
-				{name: "state", desc: "lifecycle state", schema: map[string]any{"type": "string", "enum": stateNames()}},
-				{name: "model", desc: "exact model", schema: str},
-				{name: "batch", desc: "exact manufacturing batch", schema: str},
-				{name: "owner", desc: "exact owner", schema: str},
-				{name: "factory", desc: "exact factory (a manufacturer token may name only its own)", schema: str},
-				{name: "group", desc: "member of this inventory group", schema: str},
-				{name: "tag", desc: "has this inventory tag", schema: str},
-				{name: "serial", desc: "serial number prefix", schema: str},
-				{name: "component", desc: "BOM lists a component with this name", schema: str},
-				{name: "attr", desc: "key=value attribute match; repeat for AND", schema: str, repeat: true},
-				{name: "limit", desc: "page size", schema: map[string]any{"type": "integer", "minimum": 1, "maximum": maxPageSize, "default": defaultPageSize}},
-				{name: "cursor", desc: "nextCursor of the previous page", schema: str},
-			}},
+			query: append(deviceFilterParams(),
+				queryParam{name: "limit", desc: "page size", schema: map[string]any{"type": "integer", "minimum": 1, "maximum": maxPageSize, "default": defaultPageSize}},
+				queryParam{name: "cursor", desc: "nextCursor of the previous page", schema: str},
+			)},
+		// The literal segment wins over {id} in the mux, and no device id
+		// is "count": ids are "dev_" and base32 (fleet.NewID).
+		{name: "countDevices", method: "GET", pattern: "/v1/devices/count", perm: PermDevicesRead, status: http.StatusOK,
+			summary: "Count the devices a filter matches, without listing them", endpoint: noBody((*Server).countDevices),
+			query: deviceFilterParams()},
 		{name: "getDevice", method: "GET", pattern: "/v1/devices/{id}", perm: PermDevicesRead, status: http.StatusOK,
 			summary: "Read a device", endpoint: noBody((*Server).getDevice)},
 		{name: "patchDevice", method: "PATCH", pattern: "/v1/devices/{id}", perm: PermDevicesUpdate, status: http.StatusOK,
@@ -263,5 +266,5 @@ func routes() []route {
 			summary: "The fleet audit log", endpoint: noBody((*Server).auditLog)},
 		{name: "verifyAuditLog", method: "GET", pattern: "/v1/audit-log/verify", perm: PermAuditRead, status: http.StatusOK,
 			summary: "Verify the fleet audit log chain", endpoint: noBody((*Server).verifyAuditLog)},
-	}, append(gatewayRoutes(), commandRoutes()...)...)
+	}, featureRoutes()...)
 }

@@ -30,6 +30,10 @@ func TestRouteTable(t *testing.T) {
 		}
 		want := int64(0)
 		switch {
+		case rt.name == "importAdvisories":
+			want = advisoryBodyLimit
+		case rt.name == "importIntelFeed":
+			want = intelBodyLimit
 		case rt.stream: // rows are bounded one by one instead
 		case rt.in != nil && strings.HasPrefix(rt.pattern, "/v1/devices"):
 			want = 1 << 20

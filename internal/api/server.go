@@ -13,6 +13,7 @@ import (
 
 	"github.com/muster-iot/muster/internal/ca"
 	"github.com/muster-iot/muster/internal/fleet"
+	"github.com/muster-iot/muster/internal/jobs"
 	"github.com/muster-iot/muster/internal/mfg/batch"
 	"github.com/muster-iot/muster/internal/pki"
 	"github.com/muster-iot/muster/internal/store"
@@ -23,6 +24,7 @@ type DeviceStore interface {
 	CreateDevice(ctx context.Context, d *fleet.Device, actor string) error
 	GetDevice(ctx context.Context, id string) (*fleet.Device, error)
 	ListDevices(ctx context.Context, f store.DeviceFilter, cursor string, limit int) ([]*fleet.Device, string, error)
+	CountDevices(ctx context.Context, f store.DeviceFilter) (int64, error)
 	UpdateDevice(ctx context.Context, id string, expectVersion int64, actor string, fn func(*fleet.Device) (*store.Change, error)) (*fleet.Device, error)
 	DeviceComponents(ctx context.Context, id string) ([]fleet.Component, error)
 }
@@ -93,6 +95,8 @@ type CARegistry interface {
 	List(ctx context.Context, f store.CAFilter) ([]store.CA, error)
 	Chains(ctx context.Context) ([]ca.Chain, error)
 	Rotate(ctx context.Context, p pki.Purpose, factory string, overlap time.Duration, actor string) (*ca.Authority, error)
+	AddRegionalCA(ctx context.Context, region, actor string) (*ca.Authority, error)
+	RegionalCA(ctx context.Context, region string) (*ca.Authority, error)
 }
 
 var _ CARegistry = (*ca.Registry)(nil)
@@ -122,6 +126,18 @@ type Config struct {
 	// Commander publishes commands to devices (the device gateway);
 	// without it the command routes answer 503.
 	Commander DeviceCommander
+	// Alerts changes alerts and applies mitigations; nil builds a manager
+	// on Store. Detector is the node's behaviour detector, told to reload
+	// after rule and intelligence changes; optional.
+	Alerts   AlertManager
+	Detector Detector
+	// Jobs starts and reads bulk jobs; nil means a jobs.Service over
+	// Store when Store is the SQL store (the jobs routes answer 503
+	// otherwise).
+	Jobs JobService
+	// Auditor runs configuration audits; nil means an audit.Runner with
+	// the default thresholds over Store when Store keeps audit data.
+	Auditor Auditor
 }
 
 // Server serves the admin API. It holds no mutable state of its own, so one
@@ -131,6 +147,10 @@ type Server struct {
 	revoker   Revoker
 	cas       CARegistry
 	commander DeviceCommander
+	alerts    AlertManager
+	detector  Detector
+	jobs      JobService       // nil: the jobs routes answer 503
+	auditor   Auditor          // nil: running audits answers 503
 	batches   *batch.Processor // nil without cas
 	log       *slog.Logger
 	now       func() time.Time
@@ -157,6 +177,18 @@ func New(cfg Config) *Server {
 	}
 	if s.revoker == nil {
 		s.revoker = cfg.Store
+	}
+	s.alerts, s.detector = cfg.Alerts, cfg.Detector
+	if s.alerts == nil {
+		s.alerts = newAlertManager(cfg.Store, s.revoker, cfg.Commander)
+	}
+	s.auditor = cfg.Auditor
+	if s.auditor == nil {
+		s.auditor = defaultAuditor(cfg)
+	}
+	s.jobs = cfg.Jobs
+	if st, ok := cfg.Store.(*store.Store); ok && s.jobs == nil {
+		s.jobs = jobs.NewService(jobs.Config{Store: st, Logger: cfg.Logger})
 	}
 	if cfg.CAs != nil {
 		s.cas = cfg.CAs

@@ -60,7 +60,7 @@ func (r *Registry) Chains(ctx context.Context) ([]Chain, error) {
 
 // rank orders chains for people: the root, Muster's own CAs, then factories.
 func rank(p pki.Purpose) int {
-	return slices.Index([]pki.Purpose{pki.PurposeRoot, pki.PurposeServer, pki.PurposeOperational, pki.PurposeManufacturing, PurposeExternal}, p)
+	return slices.Index([]pki.Purpose{pki.PurposeRoot, pki.PurposeServer, pki.PurposeOperational, PurposeRegional, pki.PurposeManufacturing, PurposeExternal}, p)
 }
 
 // certPEM encodes certificates as concatenated PEM blocks.

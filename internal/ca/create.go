@@ -42,6 +42,10 @@ func (r *Registry) create(ctx context.Context, p pki.Purpose, factory string, pa
 		subject.CommonName = cut("Muster Manufacturing CA " + factory)
 		subject.OrganizationalUnit = []string{cut("Muster manufacturing CA for factory " + factory)}
 		validity = r.opts.ManufacturingValidity
+	case PurposeRegional:
+		// An operational CA by profile; the unit names the region.
+		subject.CommonName = cut("Muster Operational CA " + factory)
+		subject.OrganizationalUnit = []string{cut("Muster operational CA for region " + factory)}
 	default:
 		return store.CA{}, nil, fmt.Errorf("ca: cannot create a CA of purpose %q", p)
 	}
@@ -50,7 +54,11 @@ func (r *Registry) create(ctx context.Context, p pki.Purpose, factory string, pa
 	if p == pki.PurposeRoot {
 		signer, err = pki.NewRootCA(ctx, r.ks, label, r.opts.KeyAlgorithm, subject, validity)
 	} else {
-		signer, err = parent.NewSubCA(ctx, r.ks, label, p, r.opts.KeyAlgorithm, subject, validity)
+		profile := p
+		if p == PurposeRegional {
+			profile = pki.PurposeOperational
+		}
+		signer, err = parent.NewSubCA(ctx, r.ks, label, profile, r.opts.KeyAlgorithm, subject, validity)
 	}
 	if err != nil {
 		return store.CA{}, nil, fmt.Errorf("ca: create the %s CA: %w", p, err)
@@ -90,8 +98,9 @@ func cut(s string) string {
 	return strings.TrimSpace(s[:maxNameLen])
 }
 
-// Rotate replaces the active operational, server or manufacturing CA (of
-// factory, for manufacturing) with a new one: same subject and key
+// Rotate replaces the active operational, server, manufacturing or
+// regional CA (of factory for manufacturing, of the region named by
+// factory for regional) with a new one: same subject and key
 // algorithm, a new key, signed by the current root. The old CA stops
 // signing at once and stays trusted for overlap, so certificates it issued
 // keep working while devices move to the new CA; then it retires. The
@@ -99,11 +108,11 @@ func cut(s string) string {
 func (r *Registry) Rotate(ctx context.Context, p pki.Purpose, factory string, overlap time.Duration, actor string) (*Authority, error) {
 	switch {
 	case p == pki.PurposeRoot || p == PurposeExternal:
-		return nil, fmt.Errorf("ca: rotating the %s CA is not supported: rotate operational, server or manufacturing CAs", p)
+		return nil, fmt.Errorf("ca: rotating the %s CA is not supported: rotate operational, server, manufacturing or regional CAs", p)
 	case overlap < 0:
 		return nil, fmt.Errorf("ca: negative overlap %v", overlap)
-	case (p == pki.PurposeManufacturing) != (factory != ""):
-		return nil, fmt.Errorf("ca: a manufacturing CA rotates for one factory; other CAs for none")
+	case (p == pki.PurposeManufacturing || p == PurposeRegional) != (factory != ""):
+		return nil, fmt.Errorf("ca: a manufacturing CA rotates for one factory and a regional CA for one region; other CAs for none")
 	}
 	old, err := r.IssuerFor(ctx, p, factory)
 	if err != nil {

@@ -258,7 +258,7 @@ func (r *Registry) signer(ctx context.Context, a *Authority) (*pki.CA, error) {
 		if a.Factory != "" {
 			what += " of factory " + a.Factory
 		}
-		return nil, fmt.Errorf("ca: load the key of the %s (label %q): %w; nodes sharing a database must share the CA keys too (the same key directory or PKCS#11 token)",
+		return nil, fmt.Errorf("ca: load the key of the %s (label %q): %w; nodes sharing a database share key files through it and need the same CA passphrase, or share the PKCS#11 token",
 			what, a.KeyLabel, err)
 	}
 	r.keep(a.ID, s)

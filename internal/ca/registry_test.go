@@ -79,7 +79,7 @@ func TestOpenRefusesUnreadableKey(t *testing.T) {
 		t.Fatalf("Open with the wrong passphrase = %v, want ErrKeyUnreadable naming the root CA and the passphrase", err)
 	}
 	_, err = Open(ctx, st, fastKeys(t, t.TempDir(), testPassphrase), Options{})
-	if !errors.Is(err, pki.ErrKeyNotFound) || !strings.Contains(err.Error(), "share the CA keys") {
+	if !errors.Is(err, pki.ErrKeyNotFound) || !strings.Contains(err.Error(), "share key files through it") {
 		t.Fatalf("Open without the keys = %v, want ErrKeyNotFound explaining shared keys", err)
 	}
 }

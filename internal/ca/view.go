@@ -58,6 +58,12 @@ func (r *Registry) current(ctx context.Context, force bool) (*view, error) {
 	return nv, nil
 }
 
+// Changed makes the next lookup read the CA table again: a node calls it
+// when it hears that another node changed the registry (a factory added, a
+// CA rotated or retired; see internal/notify), so the change applies here
+// at once instead of after RefreshInterval.
+func (r *Registry) Changed() { r.invalidate() }
+
 // invalidate makes the next lookup read the CA table, after this node
 // changed it.
 func (r *Registry) invalidate() {
@@ -98,7 +104,7 @@ func (r *Registry) build(ctx context.Context, rows []store.CA) (*view, error) {
 			v.anchors.Manufacturing = append(v.anchors.Manufacturing, cert)
 		case PurposeExternal:
 			v.anchors.ExternalManufacturers = append(v.anchors.ExternalManufacturers, cert)
-		case pki.PurposeOperational:
+		case pki.PurposeOperational, PurposeRegional:
 			v.anchors.Operational = append(v.anchors.Operational, cert)
 		}
 	}

@@ -42,6 +42,12 @@ const (
 	EventDisposal     = "device.disposed"
 	EventTokenCreated = "token.created"
 	EventTokenRevoked = "token.revoked"
+	// EventJobCancelled records who stopped a bulk job, and why (data: id,
+	// reason).
+	EventJobCancelled = "job.cancelled"
+	// EventJobDeleted records who deleted a finished bulk job with its
+	// stored manifest and results (data: id, op, status, rows).
+	EventJobDeleted = "job.deleted"
 	// EventCertificateRevoked records that one of the device's certificates
 	// was revoked (data: caId, serial, kind, reason).
 	EventCertificateRevoked = "certificate.revoked"

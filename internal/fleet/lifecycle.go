@@ -97,6 +97,18 @@ func Transition(from, to State) error {
 	return nil
 }
 
+// Gone reports whether a device in state s has left the fleet under its
+// current identity: decommissioned, refurbished (it comes back only as a
+// newly manufactured device) or disposed. Nothing it holds will be honoured
+// again, unlike a suspended device, which may be reinstated.
+func Gone(s State) bool {
+	switch s {
+	case StateDecommissioned, StateRefurbished, StateDisposed:
+		return true
+	}
+	return false
+}
+
 // CanConnect reports whether a device in state s may hold a live session.
 func CanConnect(s State) bool {
 	switch s {

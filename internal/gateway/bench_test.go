@@ -154,6 +154,9 @@ func TestManyConnections(t *testing.T) {
 	t.Logf("%d TLS sessions (%d failed) in %v: %.0f handshakes/s; heap %.1f MiB, %.1f KiB per connection",
 		n, failed.Load(), elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(),
 		float64(after.HeapInuse)/(1<<20), float64(int64(after.HeapInuse)-int64(before.HeapInuse))/float64(n)/1024)
+	if f := failed.Load(); f > 0 {
+		t.Errorf("%d of %d connections failed: the number held is not what was asked for", f, n)
+	}
 	for _, c := range conns {
 		if c != nil {
 			c.Close()

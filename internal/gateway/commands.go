@@ -90,3 +90,22 @@ func (g *Gateway) Rotate(ctx context.Context, deviceID, reason string) (bool, er
 	}
 	return g.Send(ctx, Command{DeviceID: deviceID, Topic: RotateCommand, Payload: payload, Retain: true})
 }
+
+// Broadcast publishes a message at QoS 1 on fleet/{group}/{topic}, the
+// broadcast topics that devices (and operator consoles) in the group may
+// subscribe to; no device may publish there. The behaviour detector sends
+// alerts to operators this way (docs/detection.md).
+func (g *Gateway) Broadcast(_ context.Context, group, topic string, payload []byte, retain bool) error {
+	full := broadcastRoot + "/" + group + "/" + topic
+	if !safeID(group) || topic == "" || strings.ContainsAny(topic, "+#") ||
+		!Allowed(Principal{Role: RoleOperational, DeviceID: "x", Groups: []string{group}}, full, Subscribe) {
+		return fmt.Errorf("broadcast topic %q: use a group name and one or more levels without wildcards: %w", full, ErrBadCommand)
+	}
+	if len(payload) > MaxCommandBytes {
+		return fmt.Errorf("payload is %d bytes, at most %d allowed: %w", len(payload), MaxCommandBytes, ErrBadCommand)
+	}
+	if err := g.broker.Publish(full, payload, retain, 1); err != nil {
+		return fmt.Errorf("gateway: publish to %s: %w", full, err)
+	}
+	return nil
+}

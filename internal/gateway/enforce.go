@@ -102,6 +102,8 @@ func (g *Gateway) enforceLoop(ctx context.Context) {
 			return
 		case <-tick.C:
 			g.enforce(ctx)
+		case <-g.states.wake:
+			g.enforce(ctx)
 		}
 	}
 }
@@ -115,14 +117,26 @@ func (g *Gateway) enforce(ctx context.Context) {
 		// Revocations still apply; state changes wait for the next poll.
 		g.log.WarnContext(ctx, "gateway: cannot poll device changes", "err", err)
 	}
+	live := g.sessions.snapshot()
+	devices := make(map[string]bool, len(live))
+	for _, s := range live {
+		if s.conn.identity.Kind == pki.IdentityOperational {
+			devices[s.conn.identity.DeviceID] = true
+		}
+	}
+	reported, err := g.states.reread(ctx, devices)
+	if err != nil {
+		g.log.WarnContext(ctx, "gateway: cannot re-read devices other nodes changed", "err", err)
+	}
+	changed = append(changed, reported...)
 	byID := make(map[string]DeviceAccess, len(changed))
 	for _, a := range changed {
 		byID[a.ID] = a
 	}
-	for _, s := range g.sessions.snapshot() {
+	for _, s := range live {
 		id := s.conn.identity
 		if revoked, err := g.chainRevoked(ctx, id); revoked || err != nil {
-			g.cutOff(ctx, s, reasonRevoked, err)
+			g.cutOff(ctx, s, reasonRevoked, packets.ErrNotAuthorized, err)
 			continue
 		}
 		if id.Kind != pki.IdentityOperational {
@@ -133,7 +147,7 @@ func (g *Gateway) enforce(ctx context.Context) {
 			continue
 		}
 		if !fleet.CanConnect(a.State) {
-			g.cutOff(ctx, s, string(a.State), nil)
+			g.cutOff(ctx, s, string(a.State), stateRefusal(a.State), nil)
 			continue
 		}
 		p := principalOf(a)
@@ -160,11 +174,11 @@ func (g *Gateway) chainRevoked(ctx context.Context, id pki.Identity) (bool, erro
 // state as its reason.
 const reasonRevoked = "revoked"
 
-// cutOff disconnects a live session. MQTT 5 clients receive DISCONNECT
-// with "not authorized"; older ones see the connection close.
-func (g *Gateway) cutOff(ctx context.Context, s liveSession, why string, err error) {
+// cutOff disconnects a live session: MQTT 5 clients receive DISCONNECT
+// with code; older ones see the connection close.
+func (g *Gateway) cutOff(ctx context.Context, s liveSession, why string, code packets.Code, err error) {
 	g.log.InfoContext(ctx, "gateway: disconnecting session", "client", s.client.ID, "reason", why, "err", err)
 	s.conn.enforced.Store(&why)
 	// The broker's OnDisconnect unregisters the session.
-	_ = g.broker.DisconnectClient(s.client, packets.ErrNotAuthorized)
+	_ = g.broker.DisconnectClient(s.client, code)
 }

@@ -56,6 +56,13 @@ type Config struct {
 	// MeterWindow long (default DefaultMeterWindow).
 	Meters      MeterSink
 	MeterWindow time.Duration
+	// Observer, when set, receives every device's metering windows as
+	// they close and every valid device report as it arrives (the
+	// behaviour detector).
+	Observer Observer
+	// Redirect, when set, sends devices whose home is another region
+	// there (redirect.go).
+	Redirect Redirector
 	// DisablePacketMetering stops metering every packet (bytes, messages,
 	// topics). It exists to measure the bare broker in benchmarks.
 	DisablePacketMetering bool
@@ -77,7 +84,11 @@ type Gateway struct {
 	provisioner Provisioner
 	meter       *meter
 	meterSink   MeterSink
-	node        string
+	// meterKick asks the meter loop to save soon: a session ended, and
+	// its counts should not wait for the next flush.
+	meterKick chan struct{}
+	observer  Observer
+	node      string
 	// background holds work the hooks start, such as activations, so
 	// Serve can wait for it.
 	background   sync.WaitGroup
@@ -133,18 +144,29 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		window = DefaultMeterWindow
 	}
 	g.meter = newMeter(window, newFleetMetrics(func() float64 { return float64(g.sessions.count()) }))
+	g.meterKick = make(chan struct{}, 1)
 	g.meterSink = cfg.Meters
+	g.observer = cfg.Observer
+	if cfg.Observer != nil {
+		g.meter.observe = cfg.Observer.ObserveWindow
+	}
 	if g.enforceEvery <= 0 {
 		g.enforceEvery = DefaultEnforceInterval
 	}
 	g.broker = mqtt.New(&mqtt.Options{
 		InlineClient: true,
+		Capabilities: brokerCapabilities(),
 		// Broker internals log at debug: per-packet warnings from
 		// misbehaving devices must not flood the node's log.
 		Logger: slog.New(quietHandler{log.Handler()}),
 	})
 	if err := g.broker.AddHook(&authHook{g: g, packets: !cfg.DisablePacketMetering}, nil); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	if cfg.Redirect != nil {
+		if err := g.broker.AddHook(&redirectHook{g: g, to: cfg.Redirect}, nil); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -205,7 +227,7 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	if g.presence != nil {
 		loops.Go(func() { g.presenceLoop(presenceCtx) })
 	}
-	if g.meterSink != nil {
+	if g.meterSink != nil || g.observer != nil {
 		loops.Go(func() { g.meterLoop(presenceCtx) })
 	}
 	g.enforceLoop(ctx)

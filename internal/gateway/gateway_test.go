@@ -108,6 +108,15 @@ func (h *harness) setState(id string, state fleet.State) {
 // connect opens an MQTT 5 session over TLS with cert as clientID.
 func (h *harness) connect(cert tls.Certificate, clientID string) (*paho.Client, error) {
 	h.t.Helper()
+	c, _, err := h.connectAck(cert, clientID, nil)
+	return c, err
+}
+
+// connectAck is connect that also returns the CONNACK reason code, or -1
+// when the gateway refused before answering (at the TLS handshake).
+// A non-nil onDisconnect receives the gateway's DISCONNECT reason code.
+func (h *harness) connectAck(cert tls.Certificate, clientID string, onDisconnect chan<- byte) (*paho.Client, int, error) {
+	h.t.Helper()
 	roots := x509.NewCertPool()
 	roots.AddCert(h.pki.Root.Certificate())
 	conn, err := tls.Dial("tcp", h.gw.Addr(), &tls.Config{
@@ -118,17 +127,25 @@ func (h *harness) connect(cert tls.Certificate, clientID string) (*paho.Client, 
 		err = conn.Handshake()
 	}
 	if err != nil {
-		return nil, err
+		return nil, -1, err
 	}
-	c := paho.NewClient(paho.ClientConfig{Conn: &serialConn{Conn: conn}})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	cfg := paho.ClientConfig{Conn: &serialConn{Conn: conn}}
+	if onDisconnect != nil {
+		cfg.OnServerDisconnect = func(d *paho.Disconnect) { onDisconnect <- d.ReasonCode }
+	}
+	c := paho.NewClient(cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := c.Connect(ctx, &paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: true}); err != nil {
+	ack, err := c.Connect(ctx, &paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: true})
+	if err != nil {
 		conn.Close()
-		return nil, err
+		if ack != nil {
+			return nil, int(ack.ReasonCode), err
+		}
+		return nil, -1, err
 	}
 	h.t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
-	return c, nil
+	return c, int(ack.ReasonCode), nil
 }
 
 // mustConnect is connect that fails the test on error.
@@ -190,28 +207,32 @@ func TestIdentity(t *testing.T) {
 	foreignCred := foreign.OperationalCredential(t, h.st, active)
 
 	birthID := "birth:" + unborn.Identity.Factory + ":" + unborn.Identity.Serial
+	// code is the CONNACK reason: it tells a refused device whether to try
+	// again (0x87, 0x88) or not (0x85, 0x8A); -1 is a refusal at the TLS
+	// handshake, before any CONNACK.
 	tests := []struct {
 		name     string
 		cred     revocationtest.Credential
 		clientID string
 		ok       bool
+		code     int
 	}{
-		{"operational as itself", activeCred, active.ID, true},
-		{"operational as another device", activeCred, other.ID, false},
-		{"operational with empty client id", activeCred, "", false},
-		{"suspended", suspendedCred, suspended, false},
-		{"decommissioned", decomCred, decomCred.Certificate.Subject.CommonName, false},
-		{"revoked", revokedCred, revoked.ID, false},
-		{"birth", birthCred, birthID, true},
-		{"birth as a device", birthCred, active.ID, false},
-		{"expired birth", expiredCred, birthID, false},
-		{"foreign CA", foreignCred, active.ID, false},
+		{"operational as itself", activeCred, active.ID, true, 0},
+		{"operational as another device", activeCred, other.ID, false, 0x85},
+		{"operational with empty client id", activeCred, "", false, 0x85},
+		{"suspended", suspendedCred, suspended, false, 0x87},
+		{"decommissioned", decomCred, decomCred.Certificate.Subject.CommonName, false, 0x8A},
+		{"revoked", revokedCred, revoked.ID, false, -1},
+		{"birth", birthCred, birthID, true, 0},
+		{"birth as a device", birthCred, active.ID, false, 0x85},
+		{"expired birth", expiredCred, birthID, false, -1},
+		{"foreign CA", foreignCred, active.ID, false, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := h.connect(tt.cred.TLS(), tt.clientID)
-			if (err == nil) != tt.ok {
-				t.Fatalf("connect: err = %v, want ok = %v", err, tt.ok)
+			c, code, err := h.connectAck(tt.cred.TLS(), tt.clientID, nil)
+			if (err == nil) != tt.ok || code != tt.code {
+				t.Fatalf("connect: err = %v, reason 0x%02x; want ok = %v, reason 0x%02x", err, code, tt.ok, tt.code)
 			}
 			if c != nil {
 				_ = c.Disconnect(&paho.Disconnect{})
@@ -301,11 +322,14 @@ func mustIdentity(t *testing.T, c revocationtest.Credential) pki.Identity {
 	return id
 }
 
-// within waits up to a second, the gateway's promise for live enforcement,
-// for cond to hold.
+// within waits for cond to hold and logs how long it took. Live enforcement
+// promises a second; that is measured (BENCHMARKS.md), not asserted, since
+// a loaded test machine would make it flaky: the deadline is ten seconds.
 func within(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	eventually(t, what, time.Second, cond)
+	start := time.Now()
+	eventually(t, what, 10*time.Second, cond)
+	t.Logf("%s: after %v", what, time.Since(start).Round(time.Millisecond))
 }
 
 // eventually waits up to timeout for cond to hold.
@@ -347,12 +371,28 @@ func TestLiveEnforcement(t *testing.T) {
 			t.Fatal("a revoked device reconnected")
 		}
 	})
-	t.Run("suspended device is dropped", func(t *testing.T) {
-		d, cred := h.device(fleet.StateActive)
-		c := h.mustConnect(cred.TLS(), d.ID)
-		h.setState(d.ID, fleet.StateSuspended)
-		within(t, "disconnect after suspension", closed(c))
-	})
+	// A device whose state may change back is told "not authorized", one
+	// that left the fleet "banned": retrying cannot help it.
+	for state, want := range map[fleet.State]byte{fleet.StateSuspended: 0x87, fleet.StateDecommissioned: 0x8A} {
+		t.Run(string(state)+" device is dropped", func(t *testing.T) {
+			d, cred := h.device(fleet.StateActive)
+			reason := make(chan byte, 1)
+			c, _, err := h.connectAck(cred.TLS(), d.ID, reason)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.setState(d.ID, state)
+			within(t, "disconnect after "+string(state), closed(c))
+			select {
+			case got := <-reason:
+				if got != want {
+					t.Fatalf("DISCONNECT reason 0x%02x, want 0x%02x", got, want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no DISCONNECT from the gateway")
+			}
+		})
+	}
 	t.Run("quarantined device is restricted and released", func(t *testing.T) {
 		d, cred := h.device(fleet.StateActive)
 		c := h.mustConnect(cred.TLS(), d.ID)
@@ -398,8 +438,8 @@ func TestPresenceAndActivation(t *testing.T) {
 			return err == nil && p.Connected == connected && p.Node == "node-1" && !p.LastSeen.IsZero()
 		}
 	}
-	eventually(t, "presence recorded as connected", 3*time.Second, presence(true))
-	eventually(t, "provisioned device activated", 3*time.Second, func() bool {
+	eventually(t, "presence recorded as connected", 10*time.Second, presence(true))
+	eventually(t, "provisioned device activated", 10*time.Second, func() bool {
 		got, err := h.st.GetDevice(ctx, d.ID)
 		return err == nil && got.Lifecycle.State == fleet.StateActive
 	})
@@ -417,9 +457,9 @@ func TestPresenceAndActivation(t *testing.T) {
 	if err := c.Disconnect(&paho.Disconnect{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "presence recorded as disconnected", 3*time.Second, presence(false))
+	eventually(t, "presence recorded as disconnected", 10*time.Second, presence(false))
 	h.mustConnect(cred.TLS(), d.ID)
-	eventually(t, "presence recorded as connected again", 3*time.Second, presence(true))
+	eventually(t, "presence recorded as connected again", 10*time.Second, presence(true))
 	if events, _ := h.st.History(ctx, d.ID); len(events) != before {
 		t.Fatalf("reconnecting appended %d history events", len(events)-before)
 	}
@@ -455,7 +495,7 @@ func TestMeteringAndReports(t *testing.T) {
 	if report(`{"version":1,"listeningPorts":[{"protocol":"tcp","port":70000}]}`) {
 		t.Fatal("a bad report was accepted")
 	}
-	eventually(t, "rejection answered", 2*time.Second, func() bool {
+	eventually(t, "rejection answered", 10*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(rejections) == 1
@@ -498,12 +538,12 @@ func TestMeteringAndReports(t *testing.T) {
 		}
 	}
 
-	// A disconnect is counted with its reason.
+	// A disconnect is counted with its reason, and saved by the gateway
+	// itself about a second later, well before the next ten-second flush.
 	if err := c.Disconnect(&paho.Disconnect{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "disconnect metered", 2*time.Second, func() bool {
-		h.gw.saveMeters(ctx)
+	eventually(t, "disconnect metered and saved", 5*time.Second, func() bool {
 		ws, err := h.st.DeviceMetrics(ctx, d.ID, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 		return err == nil && len(ws) == 1 && ws[0].Disconnects["client"] == 1
 	})
@@ -612,7 +652,7 @@ func TestMQTTProvisioning(t *testing.T) {
 		if !strings.HasPrefix(msg, "$muster/provision/t1/accepted {") || !strings.Contains(msg, `"serial":"SN-`) {
 			t.Fatalf("answer = %q", msg)
 		}
-	case <-time.After(2 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("no answer")
 	}
 	if ok, _ := h.publish(a, "$muster/provision/t2/request"); !ok {

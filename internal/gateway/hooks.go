@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/muster-iot/muster/internal/fleet"
+	"github.com/muster-iot/muster/internal/pki"
 )
 
 // authHook ties the broker to the gateway: it admits sessions by the
@@ -33,7 +35,7 @@ func (h *authHook) Provides(b byte) bool {
 		return h.packets
 	}
 	return bytes.Contains([]byte{
-		mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished,
+		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnPublish,
 	}, []byte{b})
 }
@@ -46,13 +48,15 @@ func connOf(cl *mqtt.Client) *deviceConn {
 	return dc
 }
 
-// OnConnectAuthenticate implements mqtt.Hook: a client is admitted when its
-// client id and device state fit the certificate it proved, and its will,
-// if any, is on a topic it may publish to.
-func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+// OnConnect implements mqtt.Hook: a client is admitted when its client id
+// and device state fit the certificate it proved, and its will, if any, is
+// on a topic it may publish to. Admission happens here rather than in
+// OnConnectAuthenticate so that a refused device learns why in the CONNACK
+// (refusalCode), instead of the broker's one "bad user name or password".
+func (h *authHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 	dc := connOf(cl)
 	if dc == nil {
-		return false
+		return nil // OnConnectAuthenticate refuses it
 	}
 	ctx := context.Background()
 	p, state, err := admit(ctx, h.g.states, dc.identity, cl.ID)
@@ -60,13 +64,61 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		err = errWillTopic
 	}
 	if err != nil {
-		h.g.log.InfoContext(ctx, "gateway: session refused", "client", cl.ID, "remote", cl.Net.Remote, "err", err)
+		code := refusalCode(err, state, cl.Properties.ProtocolVersion)
+		h.g.log.InfoContext(ctx, "gateway: session refused", "client", cl.ID, "remote", cl.Net.Remote, "reason_code", code.Code, "err", err)
 		h.g.meter.refusedSession(dc.meterID())
-		return false
+		if serr := h.g.broker.SendConnack(cl, code, false, nil); serr != nil {
+			return serr
+		}
+		return err
 	}
 	dc.admitted, dc.connectedAt = state, time.Now()
 	dc.principal.Store(&p)
-	return true
+	return nil
+}
+
+// OnConnectAuthenticate implements mqtt.Hook: only clients OnConnect
+// admitted through the device listeners get a session.
+func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	dc := connOf(cl)
+	return dc != nil && dc.principal.Load() != nil
+}
+
+// stateRefusal is how the gateway refuses, or cuts off, a device whose
+// state allows no session: banned when it has left the fleet for good
+// (fleet.Gone), not authorized when its state may change back.
+func stateRefusal(state fleet.State) packets.Code {
+	if fleet.Gone(state) {
+		return packets.ErrBanned
+	}
+	return packets.ErrNotAuthorized
+}
+
+// refusalCode is the CONNACK reason a refused device gets: it tells the
+// device whether trying again can help, which only the device's own
+// certificate holder learns. A device that is gone for good
+// (decommissioned, disposed, refurbished) is banned (0x8A); one whose
+// state may change back (suspended, pending, ...) or whose will topic is
+// not allowed is not authorized (0x87); a wrong client id is 0x85; a
+// failed device lookup is the server's fault (0x88), so the device retries.
+// MQTT 3.1.1 has fewer codes: banned and not authorized are both 5.
+func refusalCode(err error, state fleet.State, protocol byte) packets.Code {
+	code := packets.ErrServerUnavailable
+	switch {
+	case errors.Is(err, ErrDeviceState):
+		code = stateRefusal(state)
+	case errors.Is(err, errWillTopic), errors.Is(err, pki.ErrUntrusted):
+		code = packets.ErrNotAuthorized
+	case errors.Is(err, ErrClientID), errors.Is(err, ErrUnsafeID):
+		code = packets.ErrClientIdentifierNotValid
+	}
+	if protocol < 5 {
+		if code == packets.ErrBanned || code == packets.ErrNotAuthorized {
+			return packets.Err3NotAuthorized
+		}
+		return packets.V5CodesToV3[code]
+	}
+	return code
 }
 
 // OnACLCheck implements mqtt.Hook. The broker asks it for publishes
@@ -165,6 +217,7 @@ func (h *authHook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 		enforced = *why
 	}
 	h.g.meter.disconnected(dc.meterID(), disconnectReason(cl, err, enforced))
+	h.g.kickMeters()
 	if !released {
 		return
 	}

@@ -9,8 +9,9 @@ import (
 	"github.com/muster-iot/muster/internal/pki"
 )
 
-// Reasons a verified certificate is still refused a session. The device is
-// never told which; the gateway logs and meters it.
+// Reasons a verified certificate is still refused a session. The gateway
+// logs and meters them; the device gets a CONNACK reason code that says
+// whether retrying can help (refusalCode), never more.
 var (
 	// ErrClientID means the MQTT client id is not the one the certificate
 	// entitles the client to.
@@ -56,7 +57,7 @@ type accessLookup interface {
 
 // admit decides whether a client that proved identity id may open a session
 // under clientID, with which principal, and, for an operational identity,
-// the device's state. The certificate itself has
+// the device's state (also when the state refuses it). The certificate itself has
 // been verified at the handshake already.
 func admit(ctx context.Context, devices accessLookup, id pki.Identity, clientID string) (Principal, fleet.State, error) {
 	switch id.Kind {
@@ -77,7 +78,7 @@ func admit(ctx context.Context, devices accessLookup, id pki.Identity, clientID 
 			return Principal{}, "", fmt.Errorf("look up device %s: %w", id.DeviceID, err)
 		}
 		if !fleet.CanConnect(a.State) {
-			return Principal{}, "", fmt.Errorf("device %s is %s: %w", id.DeviceID, a.State, ErrDeviceState)
+			return Principal{}, a.State, fmt.Errorf("device %s is %s: %w", id.DeviceID, a.State, ErrDeviceState)
 		}
 		return principalOf(a), a.State, nil
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"sync"
@@ -128,6 +129,11 @@ func (a *admission) verify(ctx context.Context, dc *deviceConn, remote net.Addr)
 			// Logged, never told: the device sees only a failed handshake.
 			a.log.InfoContext(ctx, "gateway: handshake refused", "remote", remote.String(), "err", err)
 			a.meter.attempt(dc.claimed, remote, true)
+			if errors.Is(err, pki.ErrRevoked) {
+				// The configuration audit looks for devices still trying
+				// with a revoked certificate.
+				a.meter.count(dc.claimed, func(w *store.MeterWindow) { w.RevokedAttempts++ })
+			}
 			return err
 		}
 		dc.identity = id

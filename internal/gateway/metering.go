@@ -15,6 +15,16 @@ import (
 	"github.com/muster-iot/muster/internal/store"
 )
 
+// Observer watches devices' behaviour as the gateway sees it. Its methods
+// are called on the gateway's own goroutines and must return quickly.
+type Observer interface {
+	// ObserveWindow receives a device's metering window once it closed
+	// on this node (within about two flush intervals of its end).
+	ObserveWindow(w store.MeterWindow)
+	// ObserveReport receives a valid device report as it arrives.
+	ObserveReport(deviceID string, at time.Time, r *Report)
+}
+
 // MeterSink stores metering windows; *store.Store implements it.
 type MeterSink interface {
 	SaveMeterWindows(ctx context.Context, node string, ws []store.MeterWindow) error
@@ -28,6 +38,9 @@ const (
 	// meterFlush is how often open windows are saved, so a node that
 	// dies loses at most this much of its counts.
 	meterFlush = 10 * time.Second
+	// meterSoon is how soon windows are saved after a session ends; ends
+	// that come together (a fleet going away) share one save.
+	meterSoon = time.Second
 	// Sets are capped per window: they describe a device's behaviour, and
 	// a device must not grow them without bound.
 	maxWindowTopics = 64
@@ -49,6 +62,8 @@ type meter struct {
 	window time.Duration
 	now    func() time.Time
 	fleet  *fleetMetrics
+	// observe, when set, receives each window once it closed.
+	observe func(store.MeterWindow)
 
 	mu      sync.Mutex
 	devices map[string]*deviceMeter
@@ -89,20 +104,29 @@ func (m *meter) count(id string, fn func(w *store.MeterWindow)) {
 // devices with nothing left to save whose window has ended.
 func (m *meter) collect() []store.MeterWindow {
 	now := m.now()
+	var out, ended []store.MeterWindow
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []store.MeterWindow
 	for id, dm := range m.devices {
 		dm.mu.Lock()
 		out = append(out, dm.closed...)
+		ended = append(ended, dm.closed...)
 		dm.closed = nil
 		if dm.dirty {
 			out = append(out, cloneWindow(dm.cur))
 			dm.dirty = false
 		} else if now.Sub(dm.cur.Start) >= m.window {
 			delete(m.devices, id)
+			ended = append(ended, dm.cur)
 		}
 		dm.mu.Unlock()
+	}
+	m.mu.Unlock()
+	// The observer runs without the meter's locks: counting every packet
+	// of every device waits on them.
+	if m.observe != nil {
+		for _, w := range ended {
+			m.observe(w)
+		}
 	}
 	return out
 }
@@ -268,11 +292,12 @@ func disconnectReason(cl *mqtt.Client, err error, enforced string) string {
 	return reasonError
 }
 
-// meterLoop saves changed windows every meterFlush until ctx ends, then
-// once more.
+// meterLoop saves changed windows every meterFlush, and meterSoon after a
+// session ended, until ctx ends, then once more.
 func (g *Gateway) meterLoop(ctx context.Context) {
 	tick := time.NewTicker(meterFlush)
 	defer tick.Stop()
+	var soon <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -280,7 +305,22 @@ func (g *Gateway) meterLoop(ctx context.Context) {
 			return
 		case <-tick.C:
 			g.saveMeters(ctx)
+		case <-g.meterKick:
+			if soon == nil {
+				soon = time.After(meterSoon)
+			}
+		case <-soon:
+			soon = nil
+			g.saveMeters(ctx)
 		}
+	}
+}
+
+// kickMeters asks the meter loop to save soon; it never blocks.
+func (g *Gateway) kickMeters() {
+	select {
+	case g.meterKick <- struct{}{}:
+	default:
 	}
 }
 
@@ -289,7 +329,7 @@ func (g *Gateway) meterLoop(ctx context.Context) {
 // a failing database every ten seconds must not grow memory.
 func (g *Gateway) saveMeters(ctx context.Context) {
 	ws := g.meter.collect()
-	if len(ws) == 0 {
+	if len(ws) == 0 || g.meterSink == nil {
 		return
 	}
 	if err := g.meterSink.SaveMeterWindows(ctx, g.node, ws); err != nil {

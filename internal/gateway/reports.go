@@ -12,6 +12,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/muster-iot/muster/internal/dnsname"
 	"github.com/muster-iot/muster/internal/pki"
 )
 
@@ -28,10 +29,24 @@ type Report struct {
 	Connections []Connection `json:"connections,omitempty"`
 	// DestinationIPs are the addresses it sent traffic to.
 	DestinationIPs []string `json:"destinationIps,omitempty"`
+	// Domains are the names it resolved or connected to since its last
+	// report; ParseReport leaves them in lower case without a trailing
+	// dot. Absent (nil) means the device does not report names, which is
+	// not the same as an empty list.
+	Domains []string `json:"domains,omitempty"`
 	// Network counts its traffic since boot.
 	Network *NetworkCounters `json:"network,omitempty"`
 	// Custom holds device-defined metrics by name.
 	Custom map[string]float64 `json:"custom,omitempty"`
+	// Firmware lists the firmware versions the device runs, so that a
+	// downgrade can be detected.
+	Firmware []FirmwareVersion `json:"firmware,omitempty"`
+}
+
+// FirmwareVersion is a firmware component's version as the device runs it.
+type FirmwareVersion struct {
+	Component string `json:"component"`
+	Version   string `json:"version"`
 }
 
 // ListeningPort is a listening socket.
@@ -63,6 +78,10 @@ const (
 	MaxReportBytes = 64 << 10
 	maxReportItems = 1024
 	maxCustom      = 64
+	maxFirmware    = 16
+	// maxDomains bounds the names of one report, each matched against
+	// every parent domain in the intelligence feeds.
+	maxDomains = 256
 	// maxClockAhead tolerates device clocks running a little fast.
 	maxClockAhead = 5 * time.Minute
 )
@@ -109,6 +128,17 @@ func ParseReport(payload []byte, now time.Time) (*Report, error) {
 			return nil, fmt.Errorf("destinationIps[%d]: %q is not an IP address", i, ip)
 		}
 	}
+	if len(r.Domains) > maxDomains {
+		return nil, fmt.Errorf("at most %d domains, got %d", maxDomains, len(r.Domains))
+	}
+	for i, d := range r.Domains {
+		name, err := dnsname.Normalize(d)
+		if err != nil {
+			// %.80q: a rejection never echoes a whole oversized name.
+			return nil, fmt.Errorf("domains[%d]: %.80q is not a domain name: %w", i, d, err)
+		}
+		r.Domains[i] = name
+	}
 	if len(r.Custom) > maxCustom {
 		return nil, fmt.Errorf("at most %d custom metrics, got %d", maxCustom, len(r.Custom))
 	}
@@ -118,6 +148,17 @@ func ParseReport(payload []byte, now time.Time) (*Report, error) {
 		}
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return nil, fmt.Errorf("custom metric %q is not a finite number", name)
+		}
+	}
+	if len(r.Firmware) > maxFirmware {
+		return nil, fmt.Errorf("at most %d firmware components, got %d", maxFirmware, len(r.Firmware))
+	}
+	for i, fw := range r.Firmware {
+		if !safeID(fw.Component) {
+			return nil, fmt.Errorf("firmware[%d]: component %q: use letters, digits, '-', '_' and '.'", i, fw.Component)
+		}
+		if !safeID(fw.Version) {
+			return nil, fmt.Errorf("firmware[%d]: version %q: use letters, digits, '-', '_' and '.' (e.g. 1.4.2)", i, fw.Version)
 		}
 	}
 	return &r, nil
@@ -171,9 +212,13 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	if dc.identity.DeviceID == "" || pk.TopicName != "devices/"+dc.identity.DeviceID+"/"+reportLeaf {
 		return pk, nil
 	}
-	_, err := ParseReport(pk.Payload, time.Now())
+	now := time.Now()
+	report, err := ParseReport(pk.Payload, now)
 	h.g.meter.report(dc.identity.DeviceID, err == nil)
 	if err == nil {
+		if h.g.observer != nil {
+			h.g.observer.ObserveReport(dc.identity.DeviceID, now, report)
+		}
 		return pk, nil
 	}
 	if perr := h.g.broker.Publish(pk.TopicName+rejectedSuffix, rejection(err.Error()), false, 1); perr != nil {

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/muster-iot/muster/internal/notify"
 	"github.com/muster-iot/muster/internal/store"
 )
 
@@ -14,6 +15,7 @@ import (
 type DeviceSource interface {
 	DeviceStatus(ctx context.Context, id string) (store.DeviceStatus, error)
 	DeviceStatusesSince(ctx context.Context, since time.Time, limit int) ([]store.DeviceStatus, error)
+	DeviceStatuses(ctx context.Context, ids []string) ([]store.DeviceStatus, error)
 }
 
 // Polling the change feed.
@@ -29,7 +31,9 @@ const (
 // stateCache is the gateway's view of device statuses: filled on connect,
 // kept current by polling the store's change feed, so connecting devices
 // cost one indexed read at most and live sessions learn of suspension or
-// quarantine within a poll interval.
+// quarantine within a poll interval. Devices another node reports changed
+// (DeviceChanged) are re-read at once, which also catches the changes the
+// poll's clock-skew window misses (decision 0010).
 type stateCache struct {
 	src DeviceSource
 
@@ -37,10 +41,96 @@ type stateCache struct {
 	byID map[string]DeviceAccess
 	// mark is the latest UpdatedAt the feed has shown.
 	mark time.Time
+	// stale are cached devices reported changed, to re-read; staleAll
+	// means every one.
+	stale    map[string]bool
+	staleAll bool
+	// wake tells the enforcement loop that devices were reported changed.
+	wake chan struct{}
 }
 
 func newStateCache(src DeviceSource, now time.Time) *stateCache {
-	return &stateCache{src: src, byID: map[string]DeviceAccess{}, mark: now}
+	return &stateCache{src: src, byID: map[string]DeviceAccess{}, mark: now, stale: map[string]bool{}, wake: make(chan struct{}, 1)}
+}
+
+// DeviceChanged tells the gateway that device id changed (its state or
+// groups, perhaps), or with notify.All that any device may have: the live
+// sessions concerned are re-read and enforced at once rather than at the
+// next poll. A node calls it for the changes it hears of from other nodes
+// (see internal/notify). It never blocks.
+func (g *Gateway) DeviceChanged(id string) {
+	g.states.report(id)
+}
+
+// report marks id (or every cached device) for re-reading and wakes the
+// enforcement loop. Devices not cached are read on connect anyway.
+func (c *stateCache) report(id string) {
+	c.mu.Lock()
+	if id == notify.All {
+		c.staleAll = true
+	} else if _, ok := c.byID[id]; ok {
+		c.stale[id] = true
+	}
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// reread reads the devices reported changed again and returns those whose
+// status changed, as poll does. Only devices with a live session (live) are
+// read; other reported ones leave the cache and are read on their next
+// connect. On error the reports are kept for the next pass.
+func (c *stateCache) reread(ctx context.Context, live map[string]bool) ([]DeviceAccess, error) {
+	c.mu.Lock()
+	if !c.staleAll && len(c.stale) == 0 {
+		c.mu.Unlock()
+		return nil, nil // the usual pass: nothing reported
+	}
+	reported := c.stale
+	if c.staleAll {
+		reported = make(map[string]bool, len(c.byID))
+		for id := range c.byID {
+			reported[id] = true
+		}
+	}
+	var ids []string
+	for id := range reported {
+		if live[id] {
+			ids = append(ids, id)
+		} else {
+			delete(c.byID, id)
+		}
+	}
+	all := c.staleAll
+	c.stale, c.staleAll = map[string]bool{}, false
+	c.mu.Unlock()
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	sts, err := c.src.DeviceStatuses(ctx, ids)
+	if err != nil {
+		c.mu.Lock()
+		c.staleAll = c.staleAll || all
+		for _, id := range ids {
+			c.stale[id] = true
+		}
+		c.mu.Unlock()
+		return nil, fmt.Errorf("gateway: re-read changed devices: %w", err)
+	}
+	var changed []DeviceAccess
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range sts {
+		if cur, ok := c.byID[st.ID]; ok && cur.Version >= st.Version {
+			continue
+		}
+		a := accessOfStatus(st)
+		c.byID[st.ID] = a
+		changed = append(changed, a)
+	}
+	return changed, nil
 }
 
 // access implements accessLookup: from the cache, else from the store.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/muster-iot/muster/internal/fleet"
 	"github.com/muster-iot/muster/internal/pki"
+	"github.com/muster-iot/muster/internal/region"
 	"github.com/muster-iot/muster/internal/store"
 )
 
@@ -44,6 +45,8 @@ type provisionedData struct {
 	Region          string            `json:"region,omitempty"`
 	Parameters      map[string]string `json:"parameters,omitempty"`
 	RevokesOld      bool              `json:"revokesOld,omitempty"`
+	// Allocation is how the home region was chosen, with its numbers.
+	Allocation *region.Decision `json:"allocation,omitempty"`
 }
 
 // pendingData is the data of provisioning.pending events.
@@ -132,7 +135,11 @@ func (p *Pipeline) issue(ctx context.Context, a *attempt) (*Response, error) {
 		revoke = &reason
 	}
 	data := provisionedData{Kind: a.kind, Template: a.tmpl.Name, TemplateVersion: a.tmplVersion, Policy: policy,
-		CAID: signer.ID, Serial: store.SerialHex(cert.SerialNumber), Region: p.region, Parameters: a.params, RevokesOld: revoke != nil}
+		CAID: signer.ID, Serial: store.SerialHex(cert.SerialNumber), Region: p.region, Parameters: a.params, RevokesOld: revoke != nil,
+		Allocation: a.home}
+	if a.home != nil {
+		data.Region = a.home.Name
+	}
 	q := a.request(store.RequestIssued)
 	expect := ""
 	if a.prior != nil {
@@ -172,12 +179,53 @@ func (p *Pipeline) issue(ctx context.Context, a *attempt) (*Response, error) {
 		}
 	}
 	p.log.InfoContext(ctx, "device provisioned", "device", dev.ID, "kind", a.kind, "template", a.tmpl.Name, "serial", data.Serial)
-	return p.response(dev.ID, cert, signer.Chain, rendered, a.tmpl.Name, a.tmplVersion), nil
+	resp := p.response(dev.ID, cert, signer.Chain, rendered, a.tmpl.Name, a.tmplVersion)
+	if a.home != nil {
+		p.place(resp, region.Home{Region: a.home.Name, ProvisionURL: a.home.Region.ProvisionURL, MQTTURL: a.home.Region.MQTTURL})
+	}
+	return resp, nil
 }
 
-// sign issues the operational certificate for the CSR's key.
+// place points a response at the device's home region, with a redirect
+// when that is not this node's.
+func (p *Pipeline) place(resp *Response, h region.Home) {
+	resp.Region, resp.Endpoints = h.Region, Endpoints{Provisioning: h.ProvisionURL, MQTT: h.MQTTURL}
+	if h.Region != p.region {
+		resp.Redirect = &Redirect{Region: h.Region, Endpoints: resp.Endpoints, Reason: RedirectAllocatedElsewhere}
+	}
+}
+
+// placeStored points a response at the home region stored on the device,
+// for answers that do not allocate (retries, renewals).
+func (p *Pipeline) placeStored(ctx context.Context, resp *Response, deviceID string) {
+	if p.regions == nil {
+		return
+	}
+	dev, err := p.st.GetDevice(ctx, deviceID)
+	if err != nil {
+		p.log.WarnContext(ctx, "could not read the home region of a device", "device", deviceID, "err", err)
+		return
+	}
+	h, ok, err := p.regions.HomeOf(ctx, dev)
+	if err != nil {
+		p.log.WarnContext(ctx, "could not read the home region of a device", "device", deviceID, "err", err)
+	}
+	if ok {
+		p.place(resp, h)
+	}
+}
+
+// sign issues the operational certificate for the CSR's key, from the CA
+// of the device's home region: the one allocation just chose, else the
+// one in its record (renewals; a re-homed device renews from its new
+// home's CA). A region without its own CA, and a device without a home,
+// get the shared operational CA.
 func (p *Pipeline) sign(ctx context.Context, a *attempt) (*x509.Certificate, *SigningCA, error) {
-	signer, err := p.issuer.Operational(ctx)
+	home := a.dev.Attributes[region.AttrHome]
+	if a.home != nil {
+		home = a.home.Name
+	}
+	signer, err := p.issuer.Operational(ctx, home)
 	if err != nil {
 		return nil, nil, fmt.Errorf("provision: operational CA: %w", err)
 	}
@@ -244,8 +292,13 @@ func (p *Pipeline) applyConfig(d *fleet.Device, a *attempt, r Rendered, now time
 		d.Attributes = map[string]string{}
 	}
 	d.Attributes[AttrTemplate] = a.tmpl.Name
+	home := p.region
+	if a.home != nil {
+		home = a.home.Name
+		region.SetHome(d, a.home)
+	}
 	d.Provisioning.Registration = fleet.Registration{RegisteredAt: now, System: "muster", Data: map[string]string{
-		"template": a.tmpl.Name, "templateVersion": strconv.FormatInt(a.tmplVersion, 10), "region": p.region,
+		"template": a.tmpl.Name, "templateVersion": strconv.FormatInt(a.tmplVersion, 10), "region": home,
 	}}
 	d.Provisioning.Security.KeyType = a.keyType
 }
@@ -284,14 +337,16 @@ func (p *Pipeline) answerIssued(ctx context.Context, a *attempt, q *store.Provis
 		}
 		rendered = a.tmpl.render(a.renderScope())
 	}
-	return p.response(q.DeviceID, cert, chain, rendered, q.Template, q.TemplateVersion), nil
+	resp := p.response(q.DeviceID, cert, chain, rendered, q.Template, q.TemplateVersion)
+	p.placeStored(ctx, resp, q.DeviceID)
+	return resp, nil
 }
 
 // response builds the answer for an issued certificate.
 func (p *Pipeline) response(deviceID string, cert *x509.Certificate, chain []*x509.Certificate, r Rendered, tmpl string, version int64) *Response {
 	resp := &Response{
 		DeviceID: deviceID, Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})),
-		NotAfter: cert.NotAfter.UTC(), Region: p.region, Endpoints: p.endpoints, Configuration: r,
+		NotAfter: cert.NotAfter.UTC(), Region: p.region, Endpoints: p.endpoints, ServedBy: p.region, Configuration: r,
 		Template: tmpl, TemplateVersion: version, cert: cert.Raw,
 	}
 	var b strings.Builder

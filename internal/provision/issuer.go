@@ -22,16 +22,20 @@ type SigningCA struct {
 // Issuer finds the operational CA and the chain of any CA that issued a
 // stored certificate.
 type Issuer interface {
-	Operational(ctx context.Context) (*SigningCA, error)
+	// Operational is the CA that issues the certificates of devices homed
+	// in region: the region's own CA when it has one, else the shared
+	// operational CA (always for region "").
+	Operational(ctx context.Context, region string) (*SigningCA, error)
 	Chain(ctx context.Context, caID string) ([]*x509.Certificate, error)
 }
 
 // RegistryIssuer adapts the CA registry.
 type RegistryIssuer struct{ Registry *ca.Registry }
 
-// Operational implements Issuer with the registry's active operational CA.
-func (r RegistryIssuer) Operational(ctx context.Context) (*SigningCA, error) {
-	a, err := r.Registry.IssuerFor(ctx, pki.PurposeOperational, "")
+// Operational implements Issuer with the region's active CA, or the
+// registry's active operational CA.
+func (r RegistryIssuer) Operational(ctx context.Context, region string) (*SigningCA, error) {
+	a, err := r.Registry.OperationalFor(ctx, region)
 	if err != nil {
 		return nil, err
 	}
@@ -55,10 +59,12 @@ func (r RegistryIssuer) Chain(ctx context.Context, caID string) ([]*x509.Certifi
 	return []*x509.Certificate{cert, root.Cert}, nil
 }
 
-// CAChain returns the operational CA chain, issuing CA first: what EST's
-// cacerts serves and devices trust for their own certificates.
+// CAChain returns the shared operational CA chain, issuing CA first: what
+// EST's cacerts serves and devices trust for their own certificates.
+// Devices of a region with its own CA get that CA's chain in their
+// provisioning and renewal answers.
 func (p *Pipeline) CAChain(ctx context.Context) ([]*x509.Certificate, error) {
-	s, err := p.issuer.Operational(ctx)
+	s, err := p.issuer.Operational(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("provision: operational CA: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/muster-iot/muster/internal/deviceauth"
 	"github.com/muster-iot/muster/internal/pki"
+	"github.com/muster-iot/muster/internal/region"
 )
 
 // JSON provisioning routes on the device listener.
@@ -24,6 +26,9 @@ const (
 	// require client certificates (devices with a claim have none).
 	PathClaim = "/v1/provision/claim"
 )
+
+// maxMeasuredRegions bounds the regions one request may report on.
+const maxMeasuredRegions = 64
 
 // maxJSONBody bounds a provisioning request: a CSR and a few parameters.
 const maxJSONBody = 64 << 10
@@ -45,8 +50,12 @@ type JSONRequest struct {
 	Template   string         `json:"template,omitempty"`
 	Parameters map[string]any `json:"parameters,omitempty"`
 	// LatenciesMs are round-trip times to regional probes in
-	// milliseconds, by region.
-	LatenciesMs map[string]float64 `json:"latenciesMs,omitempty"`
+	// milliseconds, by region: medians only. Measurements, with samples,
+	// wins for a region named in both.
+	LatenciesMs  map[string]float64            `json:"latenciesMs,omitempty"`
+	Measurements map[string]region.Measurement `json:"measurements,omitempty"`
+	// Location is where the device is, for the geo policy.
+	Location *region.Location `json:"location,omitempty"`
 	// Claim is an installer's claim secret (PathClaim only).
 	Claim string `json:"claim,omitempty"`
 }
@@ -106,7 +115,7 @@ func (p *Pipeline) jsonHandler(renew bool) http.Handler {
 			writeJSONError(w, p.log, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, resp)
+		WriteJSON(w, http.StatusOK, resp)
 	})
 }
 
@@ -123,11 +132,29 @@ func (in *JSONRequest) request(id pki.Identity, renew bool) (*Request, error) {
 		return nil, &BadRequestError{Message: "send a claim only without a client certificate"}
 	}
 	req := &Request{Identity: id, Renew: renew, Template: in.Template, CSR: csr, Parameters: in.Parameters, ClaimSecret: in.Claim}
-	for region, ms := range in.LatenciesMs {
-		if req.Latencies == nil {
-			req.Latencies = map[string]time.Duration{}
+	if len(in.LatenciesMs)+len(in.Measurements) > maxMeasuredRegions {
+		return nil, &BadRequestError{Message: fmt.Sprintf("measurements of at most %d regions", maxMeasuredRegions)}
+	}
+	for name, ms := range in.LatenciesMs {
+		if req.Measurements == nil {
+			req.Measurements = map[string]region.Measurement{}
 		}
-		req.Latencies[region] = time.Duration(ms * float64(time.Millisecond))
+		req.Measurements[name] = region.Measurement{MedianMs: ms}
+	}
+	for name, m := range in.Measurements {
+		if req.Measurements == nil {
+			req.Measurements = map[string]region.Measurement{}
+		}
+		if len(m.SamplesMs) > region.MaxSamples {
+			return nil, &BadRequestError{Message: fmt.Sprintf("measurements.%s: at most %d samples", name, region.MaxSamples)}
+		}
+		req.Measurements[name] = m
+	}
+	if in.Location != nil {
+		if err := region.ValidLocation(*in.Location); err != nil {
+			return nil, &BadRequestError{Message: "location: " + err.Error()}
+		}
+		req.Location = in.Location
 	}
 	return req, nil
 }
@@ -176,7 +203,7 @@ func decodeCSR(s string) ([]byte, error) {
 func writeJSONError(w http.ResponseWriter, log *slog.Logger, err error) {
 	status, retry, body := errorAnswer(log, err)
 	SetRetryAfter(w.Header(), retry)
-	writeJSON(w, status, body)
+	WriteJSON(w, status, body)
 }
 
 // errorAnswer is what every front door tells a device about err: an HTTP
@@ -209,7 +236,9 @@ func errorAnswer(log *slog.Logger, err error) (int, time.Duration, JSONError) {
 	return status, retry, body
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON answers v as JSON with status, never cached: every answer on the
+// device listener is meant for one device at one moment.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
@@ -250,5 +279,5 @@ func (p *Pipeline) serveStatus(w http.ResponseWriter, r *http.Request) {
 	for _, q := range inFlight {
 		ans.Requests = append(ans.Requests, RequestStatus{ID: q.ID, Kind: q.Kind, Status: q.Status, Template: q.Template, CreatedAt: q.CreatedAt})
 	}
-	writeJSON(w, http.StatusOK, ans)
+	WriteJSON(w, http.StatusOK, ans)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/muster-iot/muster/internal/fleet"
 	"github.com/muster-iot/muster/internal/pki"
+	"github.com/muster-iot/muster/internal/region"
 	"github.com/muster-iot/muster/internal/store"
 )
 
@@ -34,6 +35,14 @@ type Store interface {
 }
 
 var _ Store = (*store.Store)(nil)
+
+// Regions allocates devices to regions and says where a device's home is.
+type Regions interface {
+	Allocate(ctx context.Context, p *region.Policy, in region.Input) (*region.Decision, error)
+	HomeOf(ctx context.Context, dev *fleet.Device) (region.Home, bool, error)
+}
+
+var _ Regions = (*region.Service)(nil)
 
 // Device history events the pipeline writes.
 const (
@@ -58,11 +67,14 @@ type Config struct {
 	Issuer Issuer
 	// Hook calls pre-provisioning hooks; HTTPHook{} when nil.
 	Hook HookCaller
-	// Region is this node's region, given to every device it provisions
-	// until region allocation lands.
+	// Region is this node's region: devices get it, and Endpoints, when
+	// Regions is nil or no region is enabled.
 	Region string
-	// Endpoints are returned to provisioned devices.
+	// Endpoints are returned to provisioned devices of this node's region.
 	Endpoints Endpoints
+	// Regions allocates home regions by the template's policy;
+	// *region.Service implements it. Nil gives every device Region.
+	Regions Regions
 	// RateLimit is the attempt limit per requester of templates without
 	// one; DefaultRateBurst and DefaultRateEvery when zero.
 	RateLimit RateLimit
@@ -83,6 +95,7 @@ type Pipeline struct {
 	hook      HookCaller
 	region    string
 	endpoints Endpoints
+	regions   Regions
 	rate      RateLimit
 	retry     time.Duration
 	log       *slog.Logger
@@ -98,7 +111,7 @@ func New(cfg Config) (*Pipeline, error) {
 		return nil, errors.New("provision: a pipeline needs a store and an issuer")
 	}
 	p := &Pipeline{
-		st: cfg.Store, issuer: cfg.Issuer, hook: cfg.Hook, region: cfg.Region, endpoints: cfg.Endpoints,
+		st: cfg.Store, issuer: cfg.Issuer, hook: cfg.Hook, region: cfg.Region, endpoints: cfg.Endpoints, regions: cfg.Regions,
 		rate: cfg.RateLimit, retry: cfg.PendingRetryAfter, log: cfg.Logger, now: cfg.Now,
 		limiter: newLimiter(), templates: &templateCache{ttl: cfg.TemplateTTL}, batch: &batcher{st: cfg.Store},
 	}
@@ -144,6 +157,8 @@ type attempt struct {
 	params      map[string]string
 	// prior is the approved request this retry completes.
 	prior *store.ProvisioningRequest
+	// home is the region allocation's decision; nil without regions.
+	home *region.Decision
 }
 
 // Provision runs a request through the pipeline. It returns the response,
@@ -242,7 +257,28 @@ func (p *Pipeline) run(ctx context.Context, a *attempt) (*Response, error) {
 			return nil, p.queue(ctx, a)
 		}
 	}
+	if err := p.allocate(ctx, a); err != nil {
+		return nil, err
+	}
 	return p.issue(ctx, a)
+}
+
+// allocate decides the device's home region by the template's policy.
+func (p *Pipeline) allocate(ctx context.Context, a *attempt) error {
+	if p.regions == nil {
+		return nil
+	}
+	in := region.Input{DeviceID: a.dev.ID, Factory: a.dev.Identity.Factory, Model: a.dev.Identity.Model, Serial: a.dev.Identity.Serial,
+		Template: a.tmpl.Name, Home: a.dev.Attributes[region.AttrHome], Measurements: a.req.Measurements, Location: a.req.Location}
+	if l := a.dev.Inventory.Location; in.Location == nil && l.Lat != nil && l.Lon != nil {
+		in.Location = &region.Location{Lat: *l.Lat, Lon: *l.Lon}
+	}
+	d, err := p.regions.Allocate(ctx, a.tmpl.Region, in)
+	if err != nil {
+		return fmt.Errorf("provision: allocate region: %w", err)
+	}
+	a.home = d
+	return nil
 }
 
 // identifyBirth reads the birth identity and finds the device it belongs

@@ -98,5 +98,7 @@ func (p *Pipeline) renew(ctx context.Context, a *attempt) (*Response, error) {
 		return nil, err
 	}
 	p.log.InfoContext(ctx, "operational certificate renewed", "device", dev.ID, "serial", data.Serial)
-	return p.response(dev.ID, cert, signer.Chain, Rendered{}, t.Name, v), nil
+	resp := p.response(dev.ID, cert, signer.Chain, Rendered{}, t.Name, v)
+	p.placeStored(ctx, resp, dev.ID)
+	return resp, nil
 }

@@ -95,7 +95,7 @@ func TestReprovisioningPolicies(t *testing.T) {
 			}
 			// The old certificate no longer connects, within the revocation refresh.
 			old2 := pt.TLSCred(cert, key, n.PKI.Operational.Certificate())
-			deadline := time.Now().Add(2 * time.Second)
+			deadline := time.Now().Add(10 * time.Second) // generous: a loaded machine
 			for {
 				req, _ := http.NewRequest("GET", n.URL(provision.PathStatus), nil)
 				resp, err := n.Client(&old2).Do(req)

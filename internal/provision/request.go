@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/muster-iot/muster/internal/pki"
+	"github.com/muster-iot/muster/internal/region"
 )
 
 // Request is one provisioning or renewal request, whatever door it came
@@ -25,9 +26,11 @@ type Request struct {
 	CSR []byte
 	// Parameters are the template parameters the device sends.
 	Parameters map[string]any
-	// Latencies are round-trip times to regional probes, by region name,
-	// recorded for region allocation (the regions issue).
-	Latencies map[string]time.Duration
+	// Measurements are the device's round-trip times to regional probes,
+	// by region name, for region allocation.
+	Measurements map[string]region.Measurement
+	// Location is where the device says it is (geo allocation).
+	Location *region.Location
 }
 
 // Response is what a provisioned device gets.
@@ -39,8 +42,13 @@ type Response struct {
 	Certificate string    `json:"certificate"`
 	CAChain     string    `json:"caChain"`
 	NotAfter    time.Time `json:"notAfter"`
-	Region      string    `json:"region,omitempty"`
-	Endpoints   Endpoints `json:"endpoints,omitzero"`
+	// Region is the device's home region and Endpoints its endpoints.
+	Region    string    `json:"region,omitempty"`
+	Endpoints Endpoints `json:"endpoints,omitzero"`
+	// ServedBy is the region of the node that answered; Redirect is set
+	// when that is not the device's home, to tell it where to go.
+	ServedBy string    `json:"servedBy,omitempty"`
+	Redirect *Redirect `json:"redirect,omitempty"`
 	// Configuration is the rendered template: attributes, groups, topic
 	// policy and device configuration.
 	Configuration   Rendered `json:"configuration,omitzero"`
@@ -64,3 +72,17 @@ type Endpoints struct {
 	Provisioning string `json:"provisioning,omitempty"`
 	MQTT         string `json:"mqtt,omitempty"`
 }
+
+// Redirect tells a device that provisioned through a node of another
+// region where its home is. The certificate in the same answer is valid
+// there: every region shares the operational CA.
+type Redirect struct {
+	Region    string    `json:"region"`
+	Endpoints Endpoints `json:"endpoints"`
+	// Reason is "allocated-elsewhere": the template's policy chose another
+	// region than the node's.
+	Reason string `json:"reason"`
+}
+
+// RedirectAllocatedElsewhere is the reason of a Redirect.
+const RedirectAllocatedElsewhere = "allocated-elsewhere"

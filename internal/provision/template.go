@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/muster-iot/muster/internal/fleet"
+	"github.com/muster-iot/muster/internal/region"
 )
 
 // Approval modes of a template.
@@ -86,6 +87,9 @@ type Template struct {
 	AutoRegister bool `json:"autoRegister,omitempty"`
 	// RateLimit overrides the node's attempt limit per birth identity.
 	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+	// Region says how devices get their home region; lowest-latency
+	// when absent (docs/regions.md).
+	Region *region.Policy `json:"region,omitempty"`
 }
 
 // Parameter is one typed value a provisioning request may carry.
@@ -223,6 +227,11 @@ func (t *Template) Validate() error {
 	}
 	if r := t.RateLimit; r != nil && (r.Burst < 1 || r.Every <= 0) {
 		return fieldErr("rateLimit", "needs burst of at least 1 and a positive every, such as {burst: 5, every: 1m}")
+	}
+	if t.Region != nil {
+		if err := t.Region.Validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

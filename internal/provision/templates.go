@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/muster-iot/muster/internal/notify"
 	"github.com/muster-iot/muster/internal/store"
 )
 
@@ -16,7 +17,8 @@ import (
 const DefaultTemplate = "default"
 
 // DefaultTemplateTTL is how long a node reuses a template it read: edits
-// reach new requests within it.
+// reach new requests within it, or at once on a node told of them
+// (Pipeline.TemplateChanged).
 const DefaultTemplateTTL = 2 * time.Second
 
 // templateCache keeps parsed templates for a short while, so that a
@@ -26,6 +28,9 @@ type templateCache struct {
 	ttl     time.Duration
 	mu      sync.Mutex
 	entries map[string]cachedTemplate
+	// gen counts forgets, so that a read that started before one does not
+	// put back what it dropped.
+	gen uint64
 }
 
 type cachedTemplate struct {
@@ -41,6 +46,7 @@ var errNoTemplate = errors.New("no such template")
 func (c *templateCache) get(ctx context.Context, st Store, name string, now time.Time) (*Template, int64, error) {
 	c.mu.Lock()
 	e, ok := c.entries[name]
+	gen := c.gen
 	c.mu.Unlock()
 	if ok && now.Sub(e.at) < c.ttl {
 		return e.t, e.version, nil
@@ -60,10 +66,31 @@ func (c *templateCache) get(ctx context.Context, st Store, name string, now time
 	if c.entries == nil {
 		c.entries = map[string]cachedTemplate{}
 	}
-	c.entries[name] = cachedTemplate{t: t, version: rec.Version, at: now}
+	if c.gen == gen {
+		c.entries[name] = cachedTemplate{t: t, version: rec.Version, at: now}
+	}
 	c.mu.Unlock()
 	return t, rec.Version, nil
 }
+
+// forget drops template name, or every template for notify.All.
+func (c *templateCache) forget(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	if name == notify.All {
+		clear(c.entries)
+		return
+	}
+	delete(c.entries, name)
+}
+
+// TemplateChanged makes the next request that uses template name read it
+// again; name notify.All means every template. A node calls it when it
+// hears that another node created, changed or deleted a template (see
+// internal/notify), so the change applies here at once instead of within
+// the template TTL.
+func (p *Pipeline) TemplateChanged(name string) { p.templates.forget(name) }
 
 // decodeTemplate reads a stored template. Stored templates were validated
 // with their defaults filled in; validating again keeps a hand-edited row

@@ -206,21 +206,40 @@ func (s *Service) publishOne(ctx context.Context, caID string, changed bool) {
 }
 
 // publishLoop renews CRLs when revocations change them and when they are
-// due, until ctx ends.
+// due, until ctx ends. With Config.Leases it does so only while this node
+// holds the CRL lease, and keeps trying to take the lease otherwise.
 func (s *Service) publishLoop(ctx context.Context) {
+	defer s.releasePublisher(ctx)
 	tick := time.NewTicker(min(s.crlEvery, crlCheckInterval))
 	defer tick.Stop()
-	s.publishDirty(ctx)
-	s.publishDue(ctx)
+	var claim <-chan time.Time
+	if s.leases != nil {
+		t := time.NewTicker(s.claimInterval())
+		defer t.Stop()
+		claim = t.C
+	}
+	due, checkAll := true, false
 	for {
+		publishes, took := s.claimPublisher(ctx)
+		checkAll = checkAll || took
+		if publishes {
+			if ids := s.crlCAs(); checkAll && ids != nil {
+				s.markDirty(ids...)
+				checkAll = false
+			}
+			s.publishDirty(ctx)
+			if due {
+				s.publishDue(ctx)
+			}
+		}
+		due = false
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.kick:
-			s.publishDirty(ctx)
 		case <-tick.C:
-			s.publishDirty(ctx)
-			s.publishDue(ctx)
+			due = true
+		case <-claim:
 		}
 	}
 }

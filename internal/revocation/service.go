@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/muster-iot/muster/internal/lease"
 	"github.com/muster-iot/muster/internal/store"
 )
 
@@ -69,6 +70,13 @@ type Config struct {
 	CRLValidity time.Duration
 	// Now is the clock; nil means time.Now. Tests move it.
 	Now func() time.Time
+	// Leases, when set, makes CRL publication happen once for all nodes
+	// sharing the database: only the node holding lease CRLLease signs
+	// and stores CRLs (when revocations change them and when they are
+	// due), the others serve what is stored, and when the holder dies
+	// another node takes over within one lease period. Nil: this node
+	// publishes on its own (one node, as on SQLite).
+	Leases Leases
 }
 
 // Service revokes certificates and answers whether one is revoked. One
@@ -92,6 +100,13 @@ type Service struct {
 	dirtyMu sync.Mutex
 	dirty   map[string]bool
 	kick    chan struct{}
+	// changed wakes the refresh loop: another node revoked (Changed).
+	changed chan struct{}
+	// leases claims CRL publication; held is this node's claim, nil when
+	// another node publishes (publisher.go).
+	leases  Leases
+	claimMu sync.Mutex
+	held    *lease.Held
 }
 
 // New returns a Service for cfg. It loads nothing: until Run's first
@@ -111,6 +126,8 @@ func New(cfg Config) (*Service, error) {
 		crlValidity:  orDefault(cfg.CRLValidity, DefaultCRLValidity),
 		dirty:        map[string]bool{},
 		kick:         make(chan struct{}, 1),
+		changed:      make(chan struct{}, 1),
+		leases:       cfg.Leases,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -149,7 +166,20 @@ func (s *Service) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 			s.refreshLogged(ctx)
+		case <-s.changed:
+			s.refreshLogged(ctx)
 		}
+	}
+}
+
+// Changed makes Run refresh now rather than at its next tick: a node
+// calls it when it hears that another node revoked something (see
+// internal/notify). It never blocks; calls while a refresh is pending
+// fold into it.
+func (s *Service) Changed() {
+	select {
+	case s.changed <- struct{}{}:
+	default:
 	}
 }
 
@@ -174,7 +204,8 @@ func (s *Service) refreshLogged(ctx context.Context) {
 // RevokeCertificate revokes the certificate caID issued with serial for an
 // RFC 5280 reason code (see ParseReason), as the store's RevokeCertificate
 // does, then applies it to this node at once and renews the CA's CRL
-// before it returns. Other nodes apply it within their refresh interval.
+// before it returns. Other nodes apply it when they hear of it (Changed),
+// or else within their refresh interval.
 func (s *Service) RevokeCertificate(ctx context.Context, caID, serial string, reason int, actor string) error {
 	if err := s.store.RevokeCertificate(ctx, caID, serial, reason, actor); err != nil {
 		return err
@@ -196,7 +227,9 @@ func (s *Service) RevokeDeviceCertificates(ctx context.Context, deviceID string,
 
 // applyNow brings a revocation just committed into this node's set and
 // renews the CRLs it changes, so that when a revoke call returns, this node
-// refuses the certificate and serves a CRL that lists it. The revocation is
+// refuses the certificate and, if it is the CRL publisher, serves a CRL
+// that lists it (other nodes serve it once the publisher stored it,
+// within the revocation refresh). The revocation is
 // already durable, so failures here are only logged: the refresh loop and
 // the publisher retry them.
 func (s *Service) applyNow(ctx context.Context) {
@@ -206,6 +239,10 @@ func (s *Service) applyNow(ctx context.Context) {
 	}
 	s.markDirty(changed...)
 	// The refresh loop may have seen the revocation first; either way it
-	// is in the dirty set now, or being published under publishMu.
-	s.publishDirty(ctx)
+	// is in the dirty set now, or being published under publishMu. With
+	// several nodes, only the CRL publisher publishes; it hears of the
+	// revocation through its own refresh.
+	if s.publishes() {
+		s.publishDirty(ctx)
+	}
 }

@@ -17,8 +17,9 @@ import (
 )
 
 // applyWithin is the guarantee: a revocation applies to new
-// connections on every node within one second. Tests poll up to a few
-// times that, so a loaded machine does not make them flaky.
+// connections on every node within one second. Tests poll up to ten
+// times that, so a loaded machine does not make them flaky: the time it
+// took is logged, and measured in BENCHMARKS.md, not asserted.
 const applyWithin = time.Second
 
 // fixture is one database with a CA hierarchy.
@@ -58,14 +59,14 @@ func (f *fixture) node(t *testing.T, st *store.Store, adjust ...func(*revocation
 	return svc
 }
 
-// eventually polls cond until it holds, failing after a few times the
+// eventually polls cond until it holds, failing after ten times the
 // one-second guarantee.
 func eventually(t *testing.T, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for !cond() {
-		if time.Since(start) > 3*applyWithin {
-			t.Fatalf("%s: not within %v", what, 3*applyWithin)
+		if time.Since(start) > 10*applyWithin {
+			t.Fatalf("%s: not within %v", what, 10*applyWithin)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -5,7 +5,11 @@ package server
 
 import (
 	"log/slog"
+	"os"
 	"path/filepath"
+	"time"
+
+	regionpkg "github.com/muster-iot/muster/internal/region"
 )
 
 // Config is everything a node needs to start.
@@ -36,7 +40,29 @@ type Config struct {
 	// clients expect; empty disables it (they are on DeviceAddr too).
 	PKIAddr string
 	// Region is the region this node serves; DefaultRegion when empty.
+	// A region named here (other than DefaultRegion) that does not exist
+	// yet is registered from the node's listeners at start
+	// (docs/regions.md).
 	Region string
+	// RegionHysteresis governs re-homing from device reports;
+	// region.DefaultHysteresis when zero.
+	RegionHysteresis regionpkg.Hysteresis
+	// NodeID names this node among those sharing a database: leases,
+	// metering windows and logs carry it. Empty means the host name.
+	NodeID string
+	// LeaseTTL is how long this node's leases (bulk jobs, CRL publication)
+	// live without renewal, so how long a dead node's work waits before
+	// another node takes it over; lease.DefaultTTL when zero.
+	LeaseTTL time.Duration
+	// JobRetention is how long finished bulk jobs (their stored manifest
+	// and per-row results) are kept before one node deletes them; zero
+	// keeps them until deleted by hand. `muster serve` defaults it to
+	// jobs.DefaultRetention.
+	JobRetention time.Duration
+	// Detect tunes behaviour detection; the zero value is the default.
+	Detect DetectConfig
+	// Audit schedules the configuration audit and sets its thresholds.
+	Audit AuditConfig
 	// PKCS11 selects an HSM for CA keys instead of encrypted key files.
 	PKCS11 *PKCS11Config
 	Logger *slog.Logger
@@ -50,6 +76,17 @@ type PKCS11Config struct {
 	ModulePath string
 	TokenLabel string
 	PIN        string
+}
+
+// nodeID is NodeID, or the host name when it is empty.
+func (c Config) nodeID() string {
+	if c.NodeID != "" {
+		return c.NodeID
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "node"
 }
 
 func (c Config) path(name ...string) string {

@@ -77,7 +77,7 @@ func deviceGet(t *testing.T, n *deviceNode, p *revocationtest.PKI, cred *revocat
 		c := cred.TLS()
 		cfg.Certificates = []tls.Certificate{c}
 	}
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
+	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
 	resp, err := client.Get("https://" + n.ln.Addr() + path)
 	if err != nil {
 		return 0, "", err

@@ -41,6 +41,13 @@ func openAuthorities(ctx context.Context, cfg Config, st *store.Store) (*authori
 	if err != nil {
 		return nil, err
 	}
+	// Nodes sharing a database share the CA keys through it: key files are
+	// kept in the database as encrypted, so a node with an empty data
+	// directory loads them (issue 6; docs/decisions/0013-many-nodes.md).
+	// Keys on a PKCS#11 token stay on the token.
+	if files, ok := ks.(*pki.FileKeyStore); ok {
+		ks = ca.NewSharedKeys(files, st)
+	}
 	a := &authorities{keys: keys}
 	if a.registry, err = ca.Open(ctx, st, ks, ca.Options{KeyAlgorithm: alg, Logger: cfg.logger()}); err != nil {
 		a.close()

@@ -12,9 +12,13 @@ import (
 	"time"
 
 	"github.com/muster-iot/muster/internal/api"
+	"github.com/muster-iot/muster/internal/audit"
 	"github.com/muster-iot/muster/internal/est"
 	"github.com/muster-iot/muster/internal/gateway"
+	"github.com/muster-iot/muster/internal/jobs"
+	"github.com/muster-iot/muster/internal/notify"
 	"github.com/muster-iot/muster/internal/provision"
+	regionpkg "github.com/muster-iot/muster/internal/region"
 	"github.com/muster-iot/muster/internal/revocation"
 	"github.com/muster-iot/muster/internal/store"
 )
@@ -31,6 +35,10 @@ type Server struct {
 	gw     *gateway.Gateway
 	pki    *http.Server
 	pkiLn  net.Listener
+	hub    *notify.Hub
+	jobs   *jobs.Runner
+	detect *detection
+	audit  *audit.Runner
 }
 
 // New initialises the data directory, opens the store, loads or creates the
@@ -43,11 +51,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 	}
-	st, err := store.Open(ctx, store.Config{URL: cfg.DatabaseURL, DataDir: cfg.DataDir, Logger: cfg.logger()})
+	// hub carries notices of changes to what this node caches (issue 6).
+	hub := notify.NewHub()
+	st, err := store.Open(ctx, store.Config{URL: cfg.DatabaseURL, DataDir: cfg.DataDir, Logger: cfg.logger(), Notifier: hub})
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, store: st}
+	s := &Server{cfg: cfg, store: st, hub: hub}
 	if err := s.init(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -68,7 +78,11 @@ func (s *Server) init(ctx context.Context) error {
 	if err := ensureAdminToken(ctx, s.store, s.cfg); err != nil {
 		return err
 	}
-	s.rev, err = revocation.New(revocation.Config{Store: s.store, Issuers: cas.registry, Logger: log})
+	leases, err := s.newLeases()
+	if err != nil {
+		return err
+	}
+	s.rev, err = revocation.New(revocation.Config{Store: s.store, Issuers: cas.registry, Logger: log, Leases: s.crlLeases(leases)})
 	if err != nil {
 		return err
 	}
@@ -85,11 +99,14 @@ func (s *Server) init(ctx context.Context) error {
 	s.apiLn = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 
 	// Device listener: client certificates required, checked at the handshake.
+	var deviceCert tls.Certificate // also signs the bootstrap document
 	s.device, err = NewDeviceListener(ctx, DeviceListenerConfig{
 		Addr: s.cfg.DeviceAddr, Trust: cas.registry, Revocation: s.rev, Devices: s.rev,
 		PKI: revocation.PKIHandler(s.rev), Logger: log,
 		ServerCertificate: func(ctx context.Context) (tls.Certificate, error) {
-			return s.serverCertificate(ctx, s.cfg.DeviceAddr)
+			var err error
+			deviceCert, err = s.serverCertificate(ctx, s.cfg.DeviceAddr)
+			return deviceCert, err
 		},
 	})
 	if err != nil {
@@ -103,9 +120,13 @@ func (s *Server) init(ctx context.Context) error {
 	if region == "" {
 		region = DefaultRegion
 	}
+	regions, err := regionpkg.New(regionpkg.Config{Store: s.store, Node: region, Hysteresis: s.cfg.RegionHysteresis, Logger: log})
+	if err != nil {
+		return err
+	}
 	prov, err := provision.New(provision.Config{
 		Store: s.store, Issuer: provision.RegistryIssuer{Registry: cas.registry},
-		Region:    region,
+		Region: region, Regions: regions,
 		Endpoints: provision.Endpoints{Provisioning: "https://" + advertised(s.device.Addr(), s.cfg.TLSHosts)},
 		Logger:    log,
 	})
@@ -113,18 +134,25 @@ func (s *Server) init(ctx context.Context) error {
 		return err
 	}
 	provision.RegisterJSON(s.device, prov)
+	if err := regionRoutes(s.device, regions, cas.registry, deviceCert, log); err != nil {
+		return err
+	}
 	est.Register(s.device, prov, log)
 
 	// The device gateway: the embedded MQTT broker.
-	node, err := os.Hostname()
+	node := s.cfg.nodeID()
+	// Behaviour detection observes what the gateway meters and what
+	// devices report (docs/detection.md).
+	s.detect, err = newDetection(ctx, s.store, s.rev, s.cfg.Detect, node, log)
 	if err != nil {
-		node = region
+		return err
 	}
 	s.gw, err = gateway.New(ctx, gateway.Config{
 		Addr: s.cfg.MQTTAddr, WSAddr: s.cfg.MQTTWSAddr,
 		Trust: cas.registry, Revocation: s.rev,
 		Devices: s.store, Presence: s.store, Updater: s.store, Meters: s.store,
-		Node: node, Logger: log, Provisioner: prov,
+		Node: node, Logger: log, Provisioner: prov, Redirect: regions,
+		Observer: s.detect, MeterWindow: s.cfg.Detect.MeterWindow,
 		ServerCertificate: func(ctx context.Context) (tls.Certificate, error) {
 			return s.serverCertificate(ctx, s.cfg.MQTTAddr)
 		},
@@ -132,11 +160,23 @@ func (s *Server) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.subscribe(prov)
 	if err := writeFileAtomic(s.cfg.path("mqtt.addr"), []byte(advertised(s.gw.Addr(), s.cfg.TLSHosts)+"\n"), 0o644); err != nil {
 		return err
 	}
+	if s.cfg.Region != "" && s.cfg.Region != DefaultRegion {
+		if err := registerNodeRegion(ctx, s.store, region, advertised(s.device.Addr(), s.cfg.TLSHosts), advertised(s.gw.Addr(), s.cfg.TLSHosts), log); err != nil {
+			return err
+		}
+	}
+	jobService := s.newJobRunner(leases)
+	if s.audit, err = s.newAuditRunner(ctx); err != nil {
+		return err
+	}
 	// The API comes after the gateway: it sends device commands through it.
-	handler := prov.ClaimHandler(api.New(api.Config{Store: s.store, Logger: log, Revoker: s.rev, CAs: cas.registry, Commander: s.gw}).Handler())
+	s.detect.useGateway(s.gw)
+	handler := prov.ClaimHandler(api.New(api.Config{Store: s.store, Logger: log, Revoker: s.rev, CAs: cas.registry, Commander: s.gw,
+		Alerts: s.detect.alerts, Detector: s.detect, Auditor: s.audit, Jobs: jobService}).Handler())
 	s.api = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 
 	// CRLs, OCSP and the Prometheus metrics over plain HTTP, as their
@@ -176,7 +216,7 @@ func (s *Server) Run(ctx context.Context) error {
 	log := s.cfg.logger()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	var wg sync.WaitGroup
 	serve := func(name string, fn func() error) {
 		wg.Go(func() {
@@ -186,9 +226,13 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	}
 	serve("revocation", func() error { return s.rev.Run(ctx) })
+	serve("notifications", func() error { return s.listen(ctx) })
+	serve("job runner", func() error { return s.jobs.Run(ctx) })
 	serve("admin API", func() error { return s.api.Serve(s.apiLn) })
 	serve("device listener", func() error { return s.device.Serve(ctx) })
 	serve("device gateway", func() error { return s.gw.Serve(ctx) })
+	serve("detection", func() error { return s.detect.run(ctx) })
+	serve("audit schedule", func() error { return s.runAudits(ctx) })
 	if s.pki != nil {
 		serve("PKI listener", func() error { return s.pki.Serve(s.pkiLn) })
 	}

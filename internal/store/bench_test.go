@@ -28,7 +28,8 @@ import (
 //	MUSTER_BENCH=1 go test -run TestBench -timeout 60m -v ./internal/store/
 //
 // MUSTER_BENCH_DEVICES overrides the fleet size (default 1,000,000);
-// MUSTER_TEST_DATABASE_URL adds PostgreSQL.
+// MUSTER_TEST_DATABASE_URL adds PostgreSQL; MUSTER_BENCH_LIST=0 and
+// MUSTER_BENCH_COUNT=0 leave out the list and the count queries.
 
 const (
 	benchBatch  = 5000
@@ -132,6 +133,9 @@ func TestBenchRegistry(t *testing.T) {
 		}
 		if os.Getenv("MUSTER_BENCH_LIST") != "0" {
 			benchList(t, s)
+		}
+		if os.Getenv("MUSTER_BENCH_COUNT") != "0" {
+			benchCount(t, s)
 		}
 	}
 	// MUSTER_BENCH_REUSE=DIR keeps the loaded fleet (SQLite in DIR, PostgreSQL

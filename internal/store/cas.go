@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/muster-iot/muster/internal/fleet"
+	"github.com/muster-iot/muster/internal/notify"
 )
 
 // CA statuses. Only an active CA signs; active and retiring CAs are trusted,
@@ -30,8 +31,9 @@ const (
 // private key is not in the database but in a key store, under KeyLabel.
 type CA struct {
 	ID      string `json:"id"`
-	Purpose string `json:"purpose"` // root, operational, server, manufacturing or external
-	// Factory is set for manufacturing and external CAs.
+	Purpose string `json:"purpose"` // root, operational, server, manufacturing, external or regional
+	// Factory is set for manufacturing and external CAs; for a regional
+	// CA it holds the region's name.
 	Factory string `json:"factory,omitempty"`
 	// KeyLabel names the key in the key store; empty for external CAs,
 	// whose key stays with their maker.
@@ -112,6 +114,7 @@ func (s *Store) InsertCA(ctx context.Context, ca *CA, actor string) error {
 
 // insertCA writes one prepared CA row inside t.
 func insertCA(ctx context.Context, t *txn, ca *CA) error {
+	t.notice(notify.CAs, notify.All)
 	_, err := t.exec(ctx, "INSERT INTO cas ("+caCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		ca.ID, ca.Purpose, ca.Factory, ca.KeyLabel, ca.CertPEM, ca.SubjectKeyID, ca.Status, ca.NotAfter, nullTime(ca.RetireAt), ca.CreatedAt)
 	switch {
@@ -179,6 +182,7 @@ func (s *Store) SetCAStatus(ctx context.Context, id, status string, retireAt *ti
 		return fmt.Errorf("store: unknown CA status %q", status)
 	}
 	return s.inTx(ctx, func(t *txn) error {
+		t.notice(notify.CAs, notify.All)
 		res, err := t.exec(ctx, "UPDATE cas SET status = ?, retire_at = ? WHERE id = ?", status, nullTime(retireAt), id)
 		if err != nil {
 			if t.d.isUniqueViolation(err) {

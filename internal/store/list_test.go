@@ -99,34 +99,38 @@ func matches(t *testing.T, d *fleet.Device, f DeviceFilter) bool {
 	return ok
 }
 
+// testFilters covers every kind of filter, alone and combined, over
+// filterFleet: matches and non-matches, long values, repeated memberships.
+var testFilters = []DeviceFilter{
+	{},
+	{State: fleet.StateActive},
+	{Model: "m1"},
+	{Factory: "f0"},
+	{Batch: "b1"},
+	{Owner: "owner1"},
+	{Owner: longOwner},
+	{Group: "g2"},
+	{Group: "all"},
+	{Tag: "t3"},
+	{Attributes: map[string]string{"fw": "1.1"}},
+	{Attributes: map[string]string{"fw": "1.1", "region": "r0"}},
+	{Attributes: map[string]string{"note": longNote}},
+	{Attributes: map[string]string{"note": longNote[1:]}},
+	{SerialPrefix: "SN-B"},
+	{SerialPrefix: "SN-B-01"},
+	{SerialPrefix: "SN-"},
+	{Component: "openssl"},
+	{Component: "bootloader"}, // nested in the component tree
+	{Component: "esp32"},
+	{State: fleet.StateActive, Model: "m0", Group: "all", Attributes: map[string]string{"region": "r1"}},
+	{Factory: "f1", Batch: "b3", Tag: "t3", SerialPrefix: "SN-A", Component: "esp32"},
+	{Group: "nope"},
+	{SerialPrefix: "ÄÖ"},
+	{SerialPrefix: "SN-Z"},
+}
+
 func TestListFilters(t *testing.T) {
-	filters := []DeviceFilter{
-		{},
-		{State: fleet.StateActive},
-		{Model: "m1"},
-		{Factory: "f0"},
-		{Batch: "b1"},
-		{Owner: "owner1"},
-		{Owner: longOwner},
-		{Group: "g2"},
-		{Group: "all"},
-		{Tag: "t3"},
-		{Attributes: map[string]string{"fw": "1.1"}},
-		{Attributes: map[string]string{"fw": "1.1", "region": "r0"}},
-		{Attributes: map[string]string{"note": longNote}},
-		{Attributes: map[string]string{"note": longNote[1:]}},
-		{SerialPrefix: "SN-B"},
-		{SerialPrefix: "SN-B-01"},
-		{SerialPrefix: "SN-"},
-		{Component: "openssl"},
-		{Component: "bootloader"}, // nested in the component tree
-		{Component: "esp32"},
-		{State: fleet.StateActive, Model: "m0", Group: "all", Attributes: map[string]string{"region": "r1"}},
-		{Factory: "f1", Batch: "b3", Tag: "t3", SerialPrefix: "SN-A", Component: "esp32"},
-		{Group: "nope"},
-		{SerialPrefix: "ÄÖ"},
-		{SerialPrefix: "SN-Z"},
-	}
+	filters := testFilters
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		all := filterFleet(t, s)

@@ -176,11 +176,16 @@ type MeterWindow struct {
 	Disconnects  map[string]int64 `json:"disconnects,omitempty"`
 	Topics       []string         `json:"topics,omitempty"`
 	SourceIPs    []string         `json:"sourceIps,omitempty"`
+
+	// RevokedAttempts counts the attempts refused because the presented
+	// certificate (or its CA) is revoked: a device still trying with a
+	// certificate it should no longer hold.
+	RevokedAttempts int64 `json:"revokedAttempts,omitempty"`
 }
 
 // meterCols are device_metrics' columns after device_id, window_start and
 // node, in MeterWindow order.
-const meterCols = "window_secs, attempts, connects, takeovers, auth_failures, msgs_in, msgs_out, bytes_in, bytes_out, reports, bad_reports, disconnects, topics, source_ips"
+const meterCols = "window_secs, attempts, connects, takeovers, auth_failures, msgs_in, msgs_out, bytes_in, bytes_out, reports, bad_reports, disconnects, topics, source_ips, revoked_attempts"
 
 // meterBatch bounds the rows of one upsert statement.
 const meterBatch = 200
@@ -202,12 +207,12 @@ func (s *Store) SaveMeterWindows(ctx context.Context, node string, ws []MeterWin
 func (s *Store) saveMeterWindows(ctx context.Context, node string, ws []MeterWindow) error {
 	var q strings.Builder
 	q.WriteString("INSERT INTO device_metrics (device_id, window_start, node, " + meterCols + ") VALUES ")
-	args := make([]any, 0, 17*len(ws))
+	args := make([]any, 0, 18*len(ws))
 	for i, w := range ws {
 		if i > 0 {
 			q.WriteString(", ")
 		}
-		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 		disc, err := json.Marshal(orEmpty(w.Disconnects))
 		if err != nil {
 			return fmt.Errorf("store: encode disconnects: %w", err)
@@ -215,7 +220,7 @@ func (s *Store) saveMeterWindows(ctx context.Context, node string, ws []MeterWin
 		topics, _ := json.Marshal(orEmptySlice(w.Topics))
 		ips, _ := json.Marshal(orEmptySlice(w.SourceIPs))
 		args = append(args, w.DeviceID, w.Start.UTC(), node, w.Seconds, w.Attempts, w.Connects, w.Takeovers, w.AuthFailures,
-			w.MsgsIn, w.MsgsOut, w.BytesIn, w.BytesOut, w.Reports, w.BadReports, string(disc), string(topics), string(ips))
+			w.MsgsIn, w.MsgsOut, w.BytesIn, w.BytesOut, w.Reports, w.BadReports, string(disc), string(topics), string(ips), w.RevokedAttempts)
 	}
 	q.WriteString(" ON CONFLICT (device_id, window_start, node) DO UPDATE SET ")
 	for i, c := range strings.Split(meterCols, ", ") {
@@ -247,7 +252,7 @@ func (s *Store) DeviceMetrics(ctx context.Context, id string, from, to time.Time
 		w := MeterWindow{DeviceID: id}
 		var disc, topics, ips string
 		if err := rows.Scan(&w.Start, &w.Seconds, &w.Attempts, &w.Connects, &w.Takeovers, &w.AuthFailures,
-			&w.MsgsIn, &w.MsgsOut, &w.BytesIn, &w.BytesOut, &w.Reports, &w.BadReports, &disc, &topics, &ips); err != nil {
+			&w.MsgsIn, &w.MsgsOut, &w.BytesIn, &w.BytesOut, &w.Reports, &w.BadReports, &disc, &topics, &ips, &w.RevokedAttempts); err != nil {
 			return nil, fmt.Errorf("store: read metrics of device %s: %w", id, err)
 		}
 		if err := errors.Join(json.Unmarshal([]byte(disc), &w.Disconnects), json.Unmarshal([]byte(topics), &w.Topics),
@@ -279,6 +284,7 @@ func (w *MeterWindow) Merge(o MeterWindow) {
 	w.BytesOut += o.BytesOut
 	w.Reports += o.Reports
 	w.BadReports += o.BadReports
+	w.RevokedAttempts += o.RevokedAttempts
 	for k, v := range o.Disconnects {
 		if w.Disconnects == nil {
 			w.Disconnects = map[string]int64{}

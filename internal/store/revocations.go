@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/muster-iot/muster/internal/fleet"
+	"github.com/muster-iot/muster/internal/notify"
 )
 
 // RevokedRef is one entry of the revocation feed: which certificate, and
@@ -114,40 +115,47 @@ func (s *Store) RevokeDeviceCertificates(ctx context.Context, deviceID string, r
 	}
 	var n int
 	err := s.inTx(ctx, func(t *txn) error {
-		var one int
-		// Locking the device first orders this against other writers of its
-		// history before any certificate row is touched.
-		err := t.queryRow(ctx, "SELECT 1 FROM devices d WHERE id = ?"+t.d.forUpdate("d"), deviceID).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("store: device %s: %w", deviceID, ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("store: read device %s: %w", deviceID, err)
-		}
-		rows, err := t.query(ctx, "SELECT ca_id, serial, device_id, kind FROM certificates c WHERE device_id = ? AND revoked_at IS NULL ORDER BY created_at, ca_id, serial"+t.d.forUpdate("c"), deviceID)
-		if err != nil {
-			return fmt.Errorf("store: list certificates of %s: %w", deviceID, err)
-		}
-		var certs []toRevoke
-		for rows.Next() {
-			var c toRevoke
-			if err := rows.Scan(&c.caID, &c.serial, &c.deviceID, &c.kind); err != nil {
-				rows.Close()
-				return fmt.Errorf("store: list certificates of %s: %w", deviceID, err)
-			}
-			certs = append(certs, c)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("store: list certificates of %s: %w", deviceID, err)
-		}
-		n = len(certs)
-		return s.revoke(ctx, t, certs, reason, actor)
+		var err error
+		n, err = s.revokeDeviceInTx(ctx, t, deviceID, reason, actor)
+		return err
 	})
 	if err != nil {
 		return 0, err
 	}
 	return n, nil
+}
+
+// revokeDeviceInTx is RevokeDeviceCertificates inside t, for writers that
+// revoke together with other changes in one transaction.
+func (s *Store) revokeDeviceInTx(ctx context.Context, t *txn, deviceID string, reason int, actor string) (int, error) {
+	var one int
+	// Locking the device first orders this against other writers of its
+	// history before any certificate row is touched.
+	err := t.queryRow(ctx, "SELECT 1 FROM devices d WHERE id = ?"+t.d.forUpdate("d"), deviceID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("store: device %s: %w", deviceID, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: read device %s: %w", deviceID, err)
+	}
+	rows, err := t.query(ctx, "SELECT ca_id, serial, device_id, kind FROM certificates c WHERE device_id = ? AND revoked_at IS NULL ORDER BY created_at, ca_id, serial"+t.d.forUpdate("c"), deviceID)
+	if err != nil {
+		return 0, fmt.Errorf("store: list certificates of %s: %w", deviceID, err)
+	}
+	var certs []toRevoke
+	for rows.Next() {
+		var c toRevoke
+		if err := rows.Scan(&c.caID, &c.serial, &c.deviceID, &c.kind); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("store: list certificates of %s: %w", deviceID, err)
+		}
+		certs = append(certs, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("store: list certificates of %s: %w", deviceID, err)
+	}
+	return len(certs), s.revoke(ctx, t, certs, reason, actor)
 }
 
 // revoke marks certs revoked inside t and records them in their histories.
@@ -158,6 +166,7 @@ func (s *Store) revoke(ctx context.Context, t *txn, certs []toRevoke, reason int
 	if len(certs) == 0 {
 		return nil
 	}
+	t.notice(notify.Revocations, notify.All)
 	var last int64
 	if err := t.queryRow(ctx, "UPDATE revocation_head SET seq = seq + ? WHERE id = 1 RETURNING seq", len(certs)).Scan(&last); err != nil {
 		return fmt.Errorf("store: advance revocation feed: %w", err)

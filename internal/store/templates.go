@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/muster-iot/muster/internal/notify"
 )
 
 // Fleet audit log events of provisioning templates.
@@ -57,6 +59,7 @@ func (s *Store) PutTemplate(ctx context.Context, name string, doc json.RawMessag
 			return fmt.Errorf("store: template %s: %w", name, ErrNotFound)
 		}
 		rec.Version = last + 1
+		t.notice(notify.Templates, name)
 		if _, err := t.exec(ctx, "INSERT INTO templates (name, version, doc, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
 			name, rec.Version, string(doc), now, actor); err != nil {
 			return fmt.Errorf("store: write template %s: %w", name, err)
@@ -127,6 +130,7 @@ func (s *Store) ListTemplates(ctx context.Context) ([]TemplateRecord, error) {
 // template is ErrNotFound.
 func (s *Store) DeleteTemplate(ctx context.Context, name, actor string) error {
 	return s.inTx(ctx, func(t *txn) error {
+		t.notice(notify.Templates, name)
 		res, err := t.exec(ctx, "UPDATE templates SET deleted_at = ? WHERE name = ? AND deleted_at IS NULL", s.clock(), name)
 		if err != nil {
 			return fmt.Errorf("store: delete template %s: %w", name, err)

@@ -18,6 +18,9 @@ type txn struct {
 	cache *stmtCache
 	// boms holds the BOMs this transaction has stored already.
 	boms map[string]bool
+	// notices are what this transaction tells other nodes' caches, by
+	// channel and payload (notify.go).
+	notices map[string]map[string]bool
 }
 
 // inTx runs fn in a write transaction and commits when fn returns nil.
@@ -42,12 +45,17 @@ func (s *Store) inTx(ctx context.Context, fn func(t *txn) error) error {
 		}
 		return err
 	}
+	if err := t.sendNotices(ctx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	if s.ckpt != nil {
 		s.ckpt.committed(ctx, conn)
 	}
+	s.publishNotices(t)
 	return nil
 }
 

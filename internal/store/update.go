@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/muster-iot/muster/internal/fleet"
+	"github.com/muster-iot/muster/internal/notify"
 )
 
 // UpdateDevice changes one device in one transaction. It reads the device
@@ -113,6 +114,7 @@ func (s *Store) writeUpdate(ctx context.Context, t *txn, old *record, d *fleet.D
 	if err := putBOM(ctx, t, rec); err != nil {
 		return nil, err
 	}
+	t.notice(notify.Devices, d.ID)
 	query, args := updateDeviceSQL(old.deviceRow(headSeq, headHash), rec.deviceRow(e.Seq, e.Hash))
 	if _, err := t.exec(ctx, query, args...); err != nil {
 		return nil, fmt.Errorf("store: write device %s: %w", d.ID, err)

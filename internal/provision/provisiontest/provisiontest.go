@@ -32,8 +32,9 @@ import (
 // Issuer issues from the test hierarchy's operational CA.
 type Issuer struct{ PKI *revocationtest.PKI }
 
-// Operational implements provision.Issuer.
-func (i Issuer) Operational(ctx context.Context) (*provision.SigningCA, error) {
+// Operational implements provision.Issuer; every region gets the test
+// hierarchy's operational CA.
+func (i Issuer) Operational(ctx context.Context, _ string) (*provision.SigningCA, error) {
 	chain, _ := i.Chain(ctx, revocationtest.OperationalID)
 	return &provision.SigningCA{ID: revocationtest.OperationalID, CA: i.PKI.Operational, Chain: chain}, nil
 }
