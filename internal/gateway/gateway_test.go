@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"net"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	pahopackets "github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -32,6 +32,7 @@ type harness struct {
 	pki *revocationtest.PKI
 	rev *revocation.Service
 	gw  *Gateway
+	log *testLog
 
 	mu   sync.Mutex
 	seen map[string]int // topic -> deliveries the observer saw
@@ -51,8 +52,10 @@ func newHarness(t testing.TB, opts ...func(*Config)) *harness {
 	for rev.Ready() != nil {
 		time.Sleep(10 * time.Millisecond)
 	}
+	log := newTestLog(t)
 	cfg := Config{
-		Addr: "127.0.0.1:0", Trust: p, Revocation: rev, Devices: st, Presence: st, Updater: st, Meters: st, Node: "node-1",
+		Logger: log.slog(),
+		Addr:   "127.0.0.1:0", Trust: p, Revocation: rev, Devices: st, Presence: st, Updater: st, Meters: st, Node: "node-1",
 		ServerCertificate: p.ServerCertificate, EnforceInterval: 100 * time.Millisecond,
 	}
 	for _, o := range opts {
@@ -64,7 +67,7 @@ func newHarness(t testing.TB, opts ...func(*Config)) *harness {
 	}
 	wg.Go(func() { _ = gw.Serve(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	h := &harness{t: t, st: st, pki: p, rev: rev, gw: gw, seen: map[string]int{}}
+	h := &harness{t: t, st: st, pki: p, rev: rev, gw: gw, log: log, seen: map[string]int{}}
 	// The observer is the broker's own client: it may see everything, so
 	// a publish the policy refused is one it never sees.
 	if err := gw.broker.Subscribe("#", 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
@@ -129,11 +132,13 @@ func (h *harness) connectAck(cert tls.Certificate, clientID string, onDisconnect
 	if err != nil {
 		return nil, -1, err
 	}
-	cfg := paho.ClientConfig{Conn: &serialConn{Conn: conn}}
+	cfg := paho.ClientConfig{Conn: pahopackets.NewThreadSafeConn(conn)}
 	if onDisconnect != nil {
 		cfg.OnServerDisconnect = func(d *paho.Disconnect) { onDisconnect <- d.ReasonCode }
 	}
 	c := paho.NewClient(cfg)
+	c.SetDebugLogger(h.log.client(clientID))
+	c.SetErrorLogger(h.log.client(clientID))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ack, err := c.Connect(ctx, &paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: true})
@@ -598,20 +603,6 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("a refused command was delivered: %q", msg)
 	case <-time.After(100 * time.Millisecond):
 	}
-}
-
-// serialConn serialises writes. paho.golang writes a packet with several
-// Write calls (net.Buffers) from more than one goroutine (publishes, acks,
-// pings), which can interleave packets on the wire under load.
-type serialConn struct {
-	net.Conn
-	mu sync.Mutex
-}
-
-func (c *serialConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.Conn.Write(p)
 }
 
 // fakeProvisioner accepts requests for template "t1" and echoes them.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/gorilla/websocket"
 
@@ -30,7 +31,9 @@ func TestWebSocket(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		c := paho.NewClient(paho.ClientConfig{Conn: &wsConn{ws: ws}})
+		c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(&wsConn{ws: ws})})
+		c.SetDebugLogger(h.log.client(clientID))
+		c.SetErrorLogger(h.log.client(clientID))
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if _, err := c.Connect(cctx, &paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: true}); err != nil {

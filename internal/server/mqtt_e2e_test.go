@@ -10,31 +10,17 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/muster-iot/muster/agent"
 	"github.com/muster-iot/muster/client"
 	"github.com/muster-iot/muster/internal/provision"
 )
-
-// lockedConn serialises writes: paho.golang may write from several
-// goroutines at once.
-type lockedConn struct {
-	net.Conn
-	mu sync.Mutex
-}
-
-func (c *lockedConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.Conn.Write(p)
-}
 
 // mqttSession connects to the node's gateway as cert with clientID and
 // delivers every publish it receives on the returned channel.
@@ -49,7 +35,9 @@ func mqttSession(t *testing.T, addr string, roots *x509.CertPool, cert tls.Certi
 	}
 	got := make(chan *paho.Publish, 8)
 	c := paho.NewClient(paho.ClientConfig{
-		Conn: &lockedConn{Conn: conn},
+		// paho writes whole packets atomically only to a conn that
+		// is a sync.Locker; its pinger writes from its own goroutine.
+		Conn: packets.NewThreadSafeConn(conn),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			got <- pr.Packet
 			return true, nil

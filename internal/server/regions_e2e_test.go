@@ -13,6 +13,7 @@ import (
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	mqtt3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
@@ -318,7 +319,7 @@ func mqtt5Connect(addr string, n *regionNode, cert tls.Certificate, id string) (
 	if err != nil {
 		return nil, err
 	}
-	c := paho.NewClient(paho.ClientConfig{Conn: &lockedConn{Conn: conn}})
+	c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn)})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	ca, err := c.Connect(ctx, &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true})
