@@ -59,12 +59,12 @@ func (h *authHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 		return nil // OnConnectAuthenticate refuses it
 	}
 	ctx := context.Background()
-	p, state, err := admit(ctx, h.g.states, dc.identity, cl.ID)
+	p, access, err := admit(ctx, h.g.states, dc.identity, cl.ID)
 	if err == nil && atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 && !Allowed(p, cl.Properties.Will.TopicName, Publish) {
 		err = errWillTopic
 	}
 	if err != nil {
-		code := refusalCode(err, state, cl.Properties.ProtocolVersion)
+		code := refusalCode(err, access.State, cl.Properties.ProtocolVersion)
 		h.g.log.InfoContext(ctx, "gateway: session refused", "client", cl.ID, "remote", cl.Net.Remote, "reason_code", code.Code, "err", err)
 		h.g.meter.refusedSession(dc.meterID())
 		if serr := h.g.broker.SendConnack(cl, code, false, nil); serr != nil {
@@ -72,7 +72,7 @@ func (h *authHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 		}
 		return err
 	}
-	dc.admitted, dc.connectedAt = state, time.Now()
+	dc.admitted, dc.connectedAt = access, time.Now()
 	dc.principal.Store(&p)
 	return nil
 }
@@ -199,7 +199,12 @@ func (h *authHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if ps, ok := dc.presence(dc.connectedAt, true); ok {
 		h.g.presence.note(ps)
 	}
-	if dc.admitted == fleet.StateProvisioned && h.g.updater != nil {
+	if dc.identity.Kind == pki.IdentityOperational {
+		// Enforcement passes skip sessions not registered yet: a change
+		// they saw between admission and now would be lost without this.
+		h.g.states.confirm(dc.admitted)
+	}
+	if dc.admitted.State == fleet.StateProvisioned && h.g.updater != nil {
 		h.g.background.Go(func() { h.g.activate(context.Background(), dc.identity.DeviceID) })
 	}
 }

@@ -59,28 +59,28 @@ type accessLookup interface {
 // under clientID, with which principal, and, for an operational identity,
 // the device's state (also when the state refuses it). The certificate itself has
 // been verified at the handshake already.
-func admit(ctx context.Context, devices accessLookup, id pki.Identity, clientID string) (Principal, fleet.State, error) {
+func admit(ctx context.Context, devices accessLookup, id pki.Identity, clientID string) (Principal, DeviceAccess, error) {
 	switch id.Kind {
 	case pki.IdentityBirth:
 		if want := BirthClientID(id); clientID != want {
-			return Principal{}, "", fmt.Errorf("birth certificate %q connected as %q, must use %q: %w", id.Serial, clientID, want, ErrClientID)
+			return Principal{}, DeviceAccess{}, fmt.Errorf("birth certificate %q connected as %q, must use %q: %w", id.Serial, clientID, want, ErrClientID)
 		}
-		return Principal{Role: RoleBirth}, "", nil
+		return Principal{Role: RoleBirth}, DeviceAccess{}, nil
 	case pki.IdentityOperational:
 		if !safeID(id.DeviceID) {
-			return Principal{}, "", fmt.Errorf("device id %q: %w", id.DeviceID, ErrUnsafeID)
+			return Principal{}, DeviceAccess{}, fmt.Errorf("device id %q: %w", id.DeviceID, ErrUnsafeID)
 		}
 		if clientID != id.DeviceID {
-			return Principal{}, "", fmt.Errorf("certificate of device %s connected as %q: %w", id.DeviceID, clientID, ErrClientID)
+			return Principal{}, DeviceAccess{}, fmt.Errorf("certificate of device %s connected as %q: %w", id.DeviceID, clientID, ErrClientID)
 		}
 		a, err := devices.access(ctx, id.DeviceID)
 		if err != nil {
-			return Principal{}, "", fmt.Errorf("look up device %s: %w", id.DeviceID, err)
+			return Principal{}, DeviceAccess{}, fmt.Errorf("look up device %s: %w", id.DeviceID, err)
 		}
 		if !fleet.CanConnect(a.State) {
-			return Principal{}, a.State, fmt.Errorf("device %s is %s: %w", id.DeviceID, a.State, ErrDeviceState)
+			return Principal{}, a, fmt.Errorf("device %s is %s: %w", id.DeviceID, a.State, ErrDeviceState)
 		}
-		return principalOf(a), a.State, nil
+		return principalOf(a), a, nil
 	}
-	return Principal{}, "", fmt.Errorf("identity kind %q: %w", id.Kind, pki.ErrUntrusted)
+	return Principal{}, DeviceAccess{}, fmt.Errorf("identity kind %q: %w", id.Kind, pki.ErrUntrusted)
 }

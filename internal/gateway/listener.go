@@ -12,7 +12,6 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/listeners"
 
-	"github.com/muster-iot/muster/internal/fleet"
 	"github.com/muster-iot/muster/internal/pki"
 	"github.com/muster-iot/muster/internal/store"
 )
@@ -30,9 +29,10 @@ type deviceConn struct {
 	net.Conn
 	identity  pki.Identity
 	principal atomic.Pointer[Principal]
-	// admitted is the device's state when the session was admitted, and
-	// connectedAt when; both are set before the session goes live.
-	admitted    fleet.State
+	// admitted is the device's status when the session was admitted
+	// (empty for birth identities), and connectedAt when; both are set
+	// before the session goes live.
+	admitted    DeviceAccess
 	connectedAt time.Time
 	// claimed is the device id the client's certificate names, verified
 	// or not, for metering attempts.

@@ -72,10 +72,7 @@ func (c *stateCache) report(id string) {
 		c.stale[id] = true
 	}
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.wakeEnforcement()
 }
 
 // reread reads the devices reported changed again and returns those whose
@@ -137,6 +134,8 @@ func (c *stateCache) reread(ctx context.Context, live map[string]bool) ([]Device
 func (c *stateCache) access(ctx context.Context, id string) (DeviceAccess, error) {
 	c.mu.RLock()
 	a, ok := c.byID[id]
+	// An entry reported changed is not trusted until it is re-read.
+	ok = ok && !c.staleAll && !c.stale[id]
 	c.mu.RUnlock()
 	if ok {
 		return a, nil
@@ -153,6 +152,37 @@ func (c *stateCache) access(ctx context.Context, id string) (DeviceAccess, error
 	}
 	c.byID[id] = a
 	return a, nil
+}
+
+// confirm is called once a session admitted with status a is registered
+// for enforcement. A change that an enforcement pass saw before the
+// registration (the poll updated the cache, or a reported device was
+// dropped from it because no session held it yet) never reached the
+// session; when the cache no longer holds a, or holds it marked changed,
+// the device is re-read in the next pass, which now sees the session.
+func (c *stateCache) confirm(a DeviceAccess) {
+	c.mu.Lock()
+	cur, ok := c.byID[a.ID]
+	if ok && cur.Version == a.Version && !c.staleAll && !c.stale[a.ID] {
+		c.mu.Unlock()
+		return
+	}
+	// Dropping the entry makes the re-read count as a change, so the
+	// pass applies it to the session even if the cache was already
+	// current.
+	delete(c.byID, a.ID)
+	c.stale[a.ID] = true
+	c.mu.Unlock()
+	c.wakeEnforcement()
+}
+
+// wakeEnforcement makes the enforcement loop run a pass now. It never
+// blocks; wakes while a pass is pending fold into it.
+func (c *stateCache) wakeEnforcement() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
 }
 
 // poll reads the change feed and returns the cached devices whose status
