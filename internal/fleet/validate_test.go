@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -84,6 +85,32 @@ func TestNewIDSortsByTime(t *testing.T) {
 	b := NewID("dev_", validTime(2))
 	if !(a < b) || !strings.HasPrefix(a, "dev_") || len(a) != 4+26 {
 		t.Fatalf("ids %s %s", a, b)
+	}
+}
+
+// TestNewIDMonotonicWithinMillisecond: ids made in the same millisecond
+// still sort in the order they were made, so "newest first" lists hold for
+// records made back to back.
+func TestNewIDMonotonicWithinMillisecond(t *testing.T) {
+	now := validTime(3)
+	prev := NewID("job_", now)
+	for range 1000 {
+		id := NewID("job_", now)
+		if id <= prev {
+			t.Fatalf("%s made after %s in the same millisecond sorts before it", id, prev)
+		}
+		prev = id
+	}
+	if later := NewID("job_", now.Add(time.Millisecond)); later <= prev {
+		t.Fatalf("id of the next millisecond %s sorts before %s", later, prev)
+	}
+}
+
+func TestIncrementCarries(t *testing.T) {
+	n := []byte{0x01, 0xff, 0xff}
+	increment(n)
+	if !bytes.Equal(n, []byte{0x02, 0x00, 0x00}) {
+		t.Fatalf("increment = %x", n)
 	}
 }
 
