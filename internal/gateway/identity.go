@@ -57,7 +57,7 @@ type accessLookup interface {
 
 // admit decides whether a client that proved identity id may open a session
 // under clientID, with which principal, and, for an operational identity,
-// the device's state (also when the state refuses it). The certificate itself has
+// the device status it was admitted by (also when its state refuses it). The certificate itself has
 // been verified at the handshake already.
 func admit(ctx context.Context, devices accessLookup, id pki.Identity, clientID string) (Principal, DeviceAccess, error) {
 	switch id.Kind {
