@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -91,25 +92,47 @@ func (s *Store) prepareCA(ca *CA, now time.Time) error {
 // ErrDuplicate: when two nodes bootstrap at once, the loser gets it and
 // loads the winner's CA with ListCAs.
 func (s *Store) InsertCA(ctx context.Context, ca *CA, actor string) error {
-	c := *ca
+	return s.insertAuditedCA(ctx, ca, *ca, actor, nil)
+}
+
+// insertAuditedCA prepares c, then in one transaction runs lock (when
+// given), stores c and records ca.created. Only when all of it commits
+// does *ca become c.
+func (s *Store) insertAuditedCA(ctx context.Context, ca *CA, c CA, actor string, lock func(*txn) error) error {
 	if err := s.prepareCA(&c, s.clock()); err != nil {
 		return err
 	}
-	data, err := eventData(caAudit{ID: c.ID, Purpose: c.Purpose, Factory: c.Factory, SubjectKeyID: c.SubjectKeyID})
+	data, err := caCreatedData(&c)
 	if err != nil {
 		return err
 	}
 	err = s.inTx(ctx, func(t *txn) error {
-		if err := insertCA(ctx, t, &c); err != nil {
-			return err
+		if lock != nil {
+			if err := lock(t); err != nil {
+				return err
+			}
 		}
-		return s.appendFleetEvent(ctx, t, EventCACreated, actor, data)
+		return s.insertCACreated(ctx, t, &c, actor, data)
 	})
 	if err != nil {
 		return err
 	}
 	*ca = c
 	return nil
+}
+
+// caCreatedData is the ca.created event data of a prepared CA.
+func caCreatedData(c *CA) (json.RawMessage, error) {
+	return eventData(caAudit{ID: c.ID, Purpose: c.Purpose, Factory: c.Factory, SubjectKeyID: c.SubjectKeyID})
+}
+
+// insertCACreated writes a prepared CA row and its ca.created event (data
+// from caCreatedData) inside t.
+func (s *Store) insertCACreated(ctx context.Context, t *txn, c *CA, actor string, data json.RawMessage) error {
+	if err := insertCA(ctx, t, c); err != nil {
+		return err
+	}
+	return s.appendFleetEvent(ctx, t, EventCACreated, actor, data)
 }
 
 // insertCA writes one prepared CA row inside t.

@@ -13,27 +13,7 @@ import (
 func (s *Store) InsertRegionCA(ctx context.Context, name string, ca *CA, actor string) error {
 	c := *ca
 	c.Factory = name
-	if err := s.prepareCA(&c, s.clock()); err != nil {
-		return err
-	}
-	data, err := eventData(caAudit{ID: c.ID, Purpose: c.Purpose, Factory: c.Factory, SubjectKeyID: c.SubjectKeyID})
-	if err != nil {
-		return err
-	}
-	err = s.inTx(ctx, func(t *txn) error {
-		if err := lockRegion(ctx, t, name); err != nil {
-			return err
-		}
-		if err := insertCA(ctx, t, &c); err != nil {
-			return err
-		}
-		return s.appendFleetEvent(ctx, t, EventCACreated, actor, data)
-	})
-	if err != nil {
-		return err
-	}
-	*ca = c
-	return nil
+	return s.insertAuditedCA(ctx, ca, c, actor, func(t *txn) error { return lockRegion(ctx, t, name) })
 }
 
 // CreateRegionWithCA stores a new region (as CreateRegion) together with
@@ -55,7 +35,7 @@ func (s *Store) CreateRegionWithCA(ctx context.Context, g *Region, ca *CA, actor
 	if err := s.prepareCA(&c, now); err != nil {
 		return err
 	}
-	caData, err := eventData(caAudit{ID: c.ID, Purpose: c.Purpose, Factory: c.Factory, SubjectKeyID: c.SubjectKeyID})
+	caData, err := caCreatedData(&c)
 	if err != nil {
 		return err
 	}
@@ -77,10 +57,7 @@ func (s *Store) CreateRegionWithCA(ctx context.Context, g *Region, ca *CA, actor
 		if err := s.appendFleetEvent(ctx, t, EventRegionCreated, actor, regionData); err != nil {
 			return err
 		}
-		if err := insertCA(ctx, t, &c); err != nil {
-			return err
-		}
-		return s.appendFleetEvent(ctx, t, EventCACreated, actor, caData)
+		return s.insertCACreated(ctx, t, &c, actor, caData)
 	})
 	if err != nil {
 		return err
