@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"cmp"
 	"hash/maphash"
 	"math"
 	"net/netip"
@@ -471,18 +472,8 @@ func (e *Engine) contributors(d *deviceState, values []Value) []Contribution {
 			}
 		}
 	}
-	slices.SortFunc(cs, func(a, b Contribution) int { return cmpFloat(b.Z, a.Z) })
+	slices.SortFunc(cs, func(a, b Contribution) int { return cmp.Compare(b.Z, a.Z) })
 	return cs[:min(3, len(cs))]
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // learnCohort adds an observation's datapoints to its cohort's baselines

@@ -1,6 +1,7 @@
 package vuln
 
 import (
+	"cmp"
 	"strings"
 )
 
@@ -78,7 +79,7 @@ func (a naturalVersion) compare(o version) int {
 		x, y := a[i], b[i]
 		if isDigit(x[0]) && isDigit(y[0]) {
 			x, y = strings.TrimLeft(x, "0"), strings.TrimLeft(y, "0")
-			if c := cmpInt(len(x), len(y)); c != 0 {
+			if c := cmp.Compare(len(x), len(y)); c != 0 {
 				return c
 			}
 			if c := strings.Compare(x, y); c != 0 {
@@ -121,5 +122,5 @@ func compareTilde(x, y string) int {
 		}
 		return 1
 	}
-	return cmpInt(len(x), len(y))
+	return cmp.Compare(len(x), len(y))
 }

@@ -1,6 +1,7 @@
 package vuln
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -76,7 +77,7 @@ func (a semver) compare(b semver) int {
 			return c
 		}
 	}
-	return cmpInt(len(a.pre), len(b.pre))
+	return cmp.Compare(len(a.pre), len(b.pre))
 }
 
 // comparePreID compares pre-release identifiers: numeric ones numerically
@@ -86,31 +87,11 @@ func comparePreID(a, b string) int {
 	bn, bErr := strconv.ParseUint(b, 10, 64)
 	switch {
 	case aErr == nil && bErr == nil:
-		return cmpUint(an, bn)
+		return cmp.Compare(an, bn)
 	case aErr == nil:
 		return -1
 	case bErr == nil:
 		return 1
 	}
 	return strings.Compare(a, b)
-}
-
-func cmpInt(a, b int) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
